@@ -1,0 +1,32 @@
+"""Packaging entry point of scoresde (metadata also summarized in pyproject.toml)."""
+from setuptools import find_packages, setup
+
+setup(
+    name="scoresde",
+    version="0.1.0",
+    description="Score-based generative modeling through SDEs (Song et al., ICLR 2021) in PyTorch",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["scoresde", "scoresde.*"]),
+    package_data={"scoresde": ["py.typed", "**/*.json"]},
+    python_requires=">=3.9",
+    install_requires=[
+        "torch>=2.1",
+        "torchsde>=0.2.5",
+        "torchdiffeq>=0.2.3",
+        "scipy>=1.9",
+        "numpy>=1.23",
+        "einops>=0.6",
+        "ml-collections>=0.1.1",
+        "tqdm>=4.60",
+        "pillow>=9.0",
+    ],
+    extras_require={
+        "test": ["pytest>=7", "pytest-xdist>=3"],
+    },
+    license="Apache-2.0",
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
+)
