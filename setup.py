@@ -13,7 +13,6 @@ setup(
     install_requires=[
         "torch>=2.1",
         "torchsde>=0.2.5",
-        "torchdiffeq>=0.2.3",
         "scipy>=1.9",
         "numpy>=1.23",
         "einops>=0.6",

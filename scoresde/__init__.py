@@ -1,6 +1,7 @@
 """scoresde: score-based generative modeling in continuous time (Song et al., ICLR 2021)."""
 from . import toy
 from .losses import ddpm_loss, discrete_dsm_loss, dsm_loss, smld_loss
+from .sampling import sample
 from .sde import SDE, ReverseSDE, SubVPSDE, VESDE, VPSDE
 
 __version__ = "0.1.0"
@@ -15,5 +16,6 @@ __all__ = [
     "discrete_dsm_loss",
     "ddpm_loss",
     "smld_loss",
+    "sample",
     "toy",
 ]

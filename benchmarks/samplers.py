@@ -1,0 +1,244 @@
+"""Error against NFE and wall time of every sampler, driven by exact scores.
+
+    python benchmarks/samplers.py                 # full table (about 30 min on 2 cores)
+    python benchmarks/samplers.py --quick         # a few budgets, one SDE per problem
+
+Problems:
+  ring      the 8-mode 2-D ring (scoresde.toy.ring, 4000 samples). Metric: sliced W2 between
+            each sample's offset from its nearest mode centre and the true offsets
+            (N(0, 0.1^2 I)), which separates samplers (the global sliced W2 sits at its noise
+            floor for all of them), and the largest mode-occupancy error. The noise floor is
+            the same metric between two exact samples of the same size.
+  gauss     N(m, 0.25 I) in 3072 dims (scoresde.toy.high_dim_gaussian, 500 samples):
+            |sample var / true var - 1| and the RMS error of the sample mean (noise floors:
+            sqrt(2 / (B D)) and 0.5 / sqrt(B)).
+Also printed: the sampler's own time per step (outside the score function) at 3072 dims.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from typing import Callable, Dict, List, Tuple
+
+import torch
+
+import scoresde
+from scoresde import SubVPSDE, VESDE, VPSDE, toy
+from scoresde.sampling import (
+    ddim_sampler,
+    euler_sampler,
+    heun_sampler,
+    pc_sampler,
+    rk45_sampler,
+    scipy_rk45_sampler,
+    sdeint_sampler,
+)
+
+SDES = {"vp": VPSDE(), "subvp": SubVPSDE(), "ve": VESDE()}
+STEPS = [10, 20, 50, 100, 250, 1000]
+TOLS = [1e-3, 1e-4, 1e-5]
+RING_N = 4000
+GAUSS_B = 500
+
+
+def gaussian_score(data: toy.Gaussian, sde) -> Callable:
+    """Closed-form score of the isotropic Gaussian in the sampling dtype (cheap)."""
+    mean = data.mean.float().reshape((1,) + data.event_shape)
+    var0 = float(data.eigvals[0])
+
+    def score_fn(x, t):
+        alpha, sigma = sde.marginal_coeffs(t)
+        a = alpha.reshape(-1, *([1] * (x.ndim - 1)))
+        s2 = sigma.reshape(a.shape) ** 2
+        return -(x - a * mean.to(x.dtype)) / (a * a * var0 + s2)
+
+    return score_fn
+
+
+def sliced_w2(a: torch.Tensor, b: torch.Tensor, n_proj: int = 256, seed: int = 0) -> float:
+    g = torch.Generator().manual_seed(seed)
+    theta = torch.randn(a.shape[1], n_proj, generator=g, dtype=torch.float64)
+    theta /= theta.norm(dim=0, keepdim=True)
+    pa, _ = torch.sort(a.double() @ theta, dim=0)
+    pb, _ = torch.sort(b.double() @ theta, dim=0)
+    return ((pa - pb) ** 2).mean().sqrt().item()
+
+
+def ring_metrics(data: toy.GaussianMixture, x: torch.Tensor, ref_offsets: torch.Tensor) -> Dict[str, float]:
+    if not bool(torch.isfinite(x).all()):
+        return {"W2(offsets)": float("nan"), "occupancy err": float("nan")}
+    k = data.nearest_component(x)
+    offsets = x.double() - data.means[k]
+    occ = torch.bincount(k, minlength=data.n_components).double() / len(x)
+    return {
+        "W2(offsets)": sliced_w2(offsets, ref_offsets),
+        "occupancy err": (occ - 1 / data.n_components).abs().max().item(),
+    }
+
+
+def gauss_metrics(data: toy.Gaussian, x: torch.Tensor) -> Dict[str, float]:
+    x = x.double().reshape(x.shape[0], -1)
+    if not bool(torch.isfinite(x).all()):
+        return {"|var/true-1|": float("nan"), "mean RMSE": float("nan")}
+    var = ((x - data.mean) ** 2).mean().item()
+    return {
+        "|var/true-1|": abs(var / data.eigvals[0].item() - 1),
+        "mean RMSE": (x.mean(0) - data.mean).pow(2).mean().sqrt().item(),
+    }
+
+
+def sampler_table(quick: bool) -> List[Tuple[str, str, Callable]]:
+    """(name, budget kind, run(score_fn, sde, shape, budget, gen) -> (x, nfe))."""
+    def pc(pred, corr):
+        return lambda f, s, shp, n, g: pc_sampler(f, s, shp, steps=n, predictor=pred, corrector=corr,
+                                                  snr=0.16, generator=g)
+    rows = [
+        ("PC euler_maruyama", "steps", pc("euler_maruyama", None)),
+        ("PC euler_maruyama+langevin", "steps", pc("euler_maruyama", "langevin")),
+        ("PC reverse_diffusion", "steps", pc("reverse_diffusion", None)),
+        ("PC reverse_diffusion+langevin", "steps", pc("reverse_diffusion", "langevin")),
+        ("PC ancestral", "steps", pc("ancestral", None)),
+        ("PC ancestral+langevin", "steps", pc("ancestral", "langevin")),
+        ("ODE rk45", "tol", lambda f, s, shp, tol, g: rk45_sampler(f, s, shp, rtol=tol, atol=tol, generator=g)),
+        ("ODE scipy_rk45", "tol", lambda f, s, shp, tol, g: scipy_rk45_sampler(f, s, shp, rtol=tol, atol=tol, generator=g)),
+        ("ODE euler", "steps", lambda f, s, shp, n, g: euler_sampler(f, s, shp, steps=n, generator=g)),
+        ("ODE heun", "steps", lambda f, s, shp, n, g: heun_sampler(f, s, shp, steps=n, generator=g)),
+        ("DDIM eta=0", "steps", lambda f, s, shp, n, g: ddim_sampler(f, s, shp, steps=n, generator=g)),
+        ("DDIM eta=1", "steps", lambda f, s, shp, n, g: ddim_sampler(f, s, shp, steps=n, eta=1.0, generator=g)),
+    ]
+    for method in ("euler", "milstein", "srk", "reversible_heun"):
+        rows.append((f"torchsde {method}", "steps",
+                     lambda f, s, shp, n, g, m=method: sdeint_sampler(f, s, shp, method=m, steps=n, generator=g)))
+    if quick:
+        keep = {"PC euler_maruyama", "PC reverse_diffusion+langevin", "PC ancestral", "ODE rk45",
+                "ODE heun", "DDIM eta=0", "torchsde srk"}
+        rows = [r for r in rows if r[0] in keep]
+    return rows
+
+
+def fmt(v: float) -> str:
+    if isinstance(v, int):
+        return str(v)
+    if v != v:
+        return "NaN"
+    return f"{v:.2e}" if (abs(v) < 1e-2 or abs(v) >= 1e3) else f"{v:.4f}"
+
+
+def run_problem(name: str, sdes: List[str], steps: List[int], tols: List[float], quick: bool,
+                max_nfe: int) -> List[Dict]:
+    rows = []
+    if name == "ring":
+        data = toy.ring()
+        shape = (RING_N, 2)
+        ref = data.sample(RING_N, generator=torch.Generator().manual_seed(100), dtype=torch.float64)
+        ref_offsets = ref - data.means[data.nearest_component(ref)]
+        other = data.sample(RING_N, generator=torch.Generator().manual_seed(101), dtype=torch.float64)
+        floor = ring_metrics(data, other, ref_offsets)
+        print(f"\n## ring: noise floor W2(offsets) = {fmt(floor['W2(offsets)'])}, "
+              f"occupancy err = {fmt(floor['occupancy err'])}", flush=True)
+        metric = lambda x: ring_metrics(data, x, ref_offsets)  # noqa: E731
+        make_score = lambda sde: data.score_fn(sde)  # noqa: E731
+    else:
+        data = toy.high_dim_gaussian()
+        shape = (GAUSS_B,) + data.event_shape
+        exact = data.sample(GAUSS_B, generator=torch.Generator().manual_seed(100))
+        floor = gauss_metrics(data, exact)
+        print(f"\n## gauss (3072-D N(m, 0.25 I), B={GAUSS_B}): noise floor |var/true-1| = "
+              f"{fmt(floor['|var/true-1|'])} (sd {fmt(math.sqrt(2 / (GAUSS_B * data.dim)))}), "
+              f"mean RMSE = {fmt(floor['mean RMSE'])}", flush=True)
+        metric = lambda x: gauss_metrics(data, x)  # noqa: E731
+        make_score = lambda sde: gaussian_score(data, sde)  # noqa: E731
+    for sde_name in sdes:
+        sde = SDES[sde_name]
+        score_fn = make_score(sde)
+        for sampler_name, kind, run in sampler_table(quick):
+            budgets = tols if kind == "tol" else steps
+            for budget in budgets:
+                if kind == "steps" and sampler_name.startswith("torchsde") and budget > 250:
+                    continue  # torchsde's Python stepping makes 1000 steps slow; trend is clear
+                gen = torch.Generator().manual_seed(0)
+                start = time.perf_counter()
+                try:
+                    x, nfe = run(score_fn, sde, shape, budget, gen)
+                except Exception as exc:  # a solver that fails is a result too
+                    print(f"  {sde_name} {sampler_name} {budget}: failed: {exc}", file=sys.stderr)
+                    continue
+                wall = time.perf_counter() - start
+                row = dict(problem=name, sde=sde_name, sampler=sampler_name,
+                           budget=(f"tol {budget:g}" if kind == "tol" else f"{budget} steps"),
+                           nfe=nfe, wall=wall, **metric(x))
+                rows.append(row)
+                print("  " + " | ".join(f"{k}={fmt(v) if isinstance(v, float) else v}" for k, v in row.items()),
+                      flush=True)
+                if nfe > max_nfe:
+                    break
+    return rows
+
+
+def overhead_table(sdes: List[str], steps: int = 100, batch: int = GAUSS_B) -> List[Dict]:
+    """Sampler time per step outside the score function, at 3072 dims."""
+    data = toy.high_dim_gaussian()
+    shape = (batch,) + data.event_shape
+    rows = []
+    for sde_name in sdes:
+        sde = SDES[sde_name]
+        inner = gaussian_score(data, sde)
+        for name, kwargs in (("PC euler_maruyama", dict(predictor="euler_maruyama", corrector=None)),
+                             ("PC reverse_diffusion+langevin", dict(predictor="reverse_diffusion", corrector="langevin")),
+                             ("PC ancestral", dict(predictor="ancestral", corrector=None))):
+            spent = [0.0]
+
+            def timed(x, t):
+                t0 = time.perf_counter()
+                out = inner(x, t)
+                spent[0] += time.perf_counter() - t0
+                return out
+
+            pc_sampler(timed, sde, shape, steps=5, **kwargs)  # warm-up
+            spent[0] = 0.0
+            start = time.perf_counter()
+            _, nfe = pc_sampler(timed, sde, shape, steps=steps, generator=torch.Generator().manual_seed(0), **kwargs)
+            total = time.perf_counter() - start
+            rows.append(dict(sde=sde_name, sampler=name, steps=steps, nfe=nfe,
+                             ms_per_step=1e3 * total / steps,
+                             overhead_ms_per_step=1e3 * (total - spent[0]) / steps))
+    return rows
+
+
+def print_markdown(rows: List[Dict]) -> None:
+    if not rows:
+        return
+    keys = list(rows[0])
+    print("| " + " | ".join(keys) + " |")
+    print("|" + "---|" * len(keys))
+    for r in rows:
+        print("| " + " | ".join(fmt(r[k]) if isinstance(r[k], float) else str(r[k]) for k in keys) + " |")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="few budgets, one SDE per problem")
+    parser.add_argument("--problems", default="ring,gauss")
+    parser.add_argument("--sdes", default="vp,subvp,ve")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--max-nfe", type=int, default=100_000, help="stop a sampler's sweep past this NFE")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    steps, tols, sdes = STEPS, TOLS, args.sdes.split(",")
+    if args.quick:
+        steps, tols, sdes = [10, 20, 100], [1e-3, 1e-5], sdes[:1]
+    all_rows = []
+    for problem in args.problems.split(","):
+        all_rows += run_problem(problem, sdes, steps, tols, args.quick, args.max_nfe)
+    for problem in args.problems.split(","):
+        print(f"\n### {problem}\n")
+        print_markdown([{k: v for k, v in r.items() if k != "problem"} for r in all_rows if r["problem"] == problem])
+    print("\n### sampler overhead per step (3072-D, batch 500, outside the score function)\n")
+    print_markdown(overhead_table(sdes))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
