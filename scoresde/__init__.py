@@ -1,7 +1,8 @@
 """scoresde: score-based generative modeling in continuous time (Song et al., ICLR 2021)."""
 from . import toy
 from .losses import ddpm_loss, discrete_dsm_loss, dsm_loss, smld_loss
-from .sampling import sample
+from .likelihood import bits_per_dim, likelihood, log_likelihood
+from .sampling import decode, encode, sample
 from .sde import SDE, ReverseSDE, SubVPSDE, VESDE, VPSDE
 
 __version__ = "0.1.0"
@@ -17,5 +18,10 @@ __all__ = [
     "ddpm_loss",
     "smld_loss",
     "sample",
+    "encode",
+    "decode",
+    "log_likelihood",
+    "likelihood",
+    "bits_per_dim",
     "toy",
 ]

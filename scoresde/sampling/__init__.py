@@ -17,6 +17,7 @@ from .grids import step_pairs, uniform_grid
 from .ode import (
     ODE_METHODS,
     ddim_sampler,
+    decode,
     denoise_step,
     encode,
     euler_sampler,
@@ -49,6 +50,7 @@ __all__ = [
     "brownian_interval",
     "denoise_step",
     "encode",
+    "decode",
     "probability_flow_drift",
     "PREDICTORS",
     "CORRECTORS",

@@ -45,6 +45,7 @@ __all__ = [
     "probability_flow_drift",
     "denoise_step",
     "encode",
+    "decode",
     "rk45_sampler",
     "scipy_rk45_sampler",
     "euler_sampler",
@@ -83,6 +84,21 @@ def encode(
     drift = probability_flow_drift(counted, sde)
     z, _ = dopri5(lambda t, y: drift(y, full_time(t, y)), x, eps, sde.T, rtol=rtol, atol=atol)
     return z, counted.nfe
+
+
+@torch.no_grad()
+def decode(
+    score_fn: ScoreFn,
+    sde: SDE,
+    z: Tensor,
+    *,
+    rtol: float = 1e-5,
+    atol: float = 1e-5,
+    eps: float = 1e-3,
+) -> Tuple[Tensor, int]:
+    """Inverse of :func:`encode`: the probability-flow ODE from ``T`` down to ``eps`` started at
+    the latent ``z`` (no final denoising step). Returns the data and the NFE."""
+    return rk45_sampler(score_fn, sde, z.shape, x_T=z, rtol=rtol, atol=atol, eps=eps, denoise=False)
 
 
 def _finish(counted: CountingScore, sde: SDE, x: Tensor, eps: float, denoise: bool) -> Tuple[Tensor, int]:
