@@ -7,7 +7,10 @@ setup(
     description="Score-based generative modeling through SDEs (Song et al., ICLR 2021) in PyTorch",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
-    packages=find_packages(include=["scoresde", "scoresde.*"]),
+    # The top-level configs/ folder is installed as the package scoresde.configs, so that
+    # `--config NAME` finds the recipes from a checkout and from an installed package alike.
+    packages=find_packages(include=["scoresde", "scoresde.*"]) + ["scoresde.configs"],
+    package_dir={"scoresde.configs": "configs"},
     package_data={"scoresde": ["py.typed", "**/*.json"]},
     python_requires=">=3.9",
     install_requires=[

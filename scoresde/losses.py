@@ -44,6 +44,7 @@ __all__ = [
     "dsm_loss",
     "dsm_loss_terms",
     "discrete_dsm_loss",
+    "discrete_dsm_loss_terms",
     "ddpm_loss",
     "smld_loss",
     "importance_sample_time",
@@ -199,6 +200,18 @@ def dsm_loss(
     return losses.mean()
 
 
+def discrete_dsm_loss_terms(
+    score_fn: ScoreFn, sde: SDE, x0: Tensor, i: Tensor, z: Tensor, *, reduce: str = "mean"
+) -> Tensor:
+    """Per-example discrete loss ``R((sigma_i s(x_i, t_i) + z)^2)`` for given indices ``i``
+    ``(B,)`` and noise ``z`` (no randomness, no input checks); see :func:`discrete_dsm_loss`."""
+    t = i.to(x0.dtype) * (sde.T / (sde.N - 1))
+    alpha, sigma = sde.discrete_marginal_coeffs(t)
+    x = append_dims(alpha, x0.ndim) * x0 + append_dims(sigma, x0.ndim) * z
+    residual = append_dims(sigma, x0.ndim) * score_fn(x, t) + z
+    return REDUCTIONS[reduce](residual**2)
+
+
 def discrete_dsm_loss(
     score_fn: ScoreFn,
     sde: SDE,
@@ -226,12 +239,8 @@ def discrete_dsm_loss(
         i = torch.randint(0, sde.N, (B,), generator=generator, device=x0.device)
     elif not isinstance(i, torch.Tensor) or i.shape != (B,) or i.is_floating_point():
         raise ValueError(f"i must be an integer tensor of shape ({B},) with values in [0, N)")
-    t = i.to(x0.dtype) * (sde.T / (sde.N - 1))
-    alpha, sigma = sde.discrete_marginal_coeffs(t)
     z = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
-    x = append_dims(alpha, x0.ndim) * x0 + append_dims(sigma, x0.ndim) * z
-    residual = append_dims(sigma, x0.ndim) * score_fn(x, t) + z
-    return REDUCTIONS[reduce](residual**2).mean()
+    return discrete_dsm_loss_terms(score_fn, sde, x0, i, z, reduce=reduce).mean()
 
 
 def ddpm_loss(

@@ -448,7 +448,7 @@ class ReverseSDE:
         """Reverse drift (shape of ``x``) and diffusion ``(B,)`` at ``(x, t)``."""
         f, g = self.forward_sde.sde(x, t)
         score = self.score_fn(x, t)
-        drift = f - append_dims(self._c * g * g, x.ndim) * score
+        drift = torch.addcmul(f, append_dims(self._c * g * g, x.ndim), score, value=-1)
         return drift, torch.zeros_like(g) if self.probability_flow else g
 
     def discretize(
@@ -457,5 +457,5 @@ class ReverseSDE:
         """Reverse of :meth:`SDE.discretize`: ``x_{t-dt} = x - rev_f + rev_G z`` (Eq. 46)."""
         f, G = self.forward_sde.discretize(x, t, dt)
         score = self.score_fn(x, t)
-        rev_f = f - append_dims(self._c * G * G, x.ndim) * score
+        rev_f = torch.addcmul(f, append_dims(self._c * G * G, x.ndim), score, value=-1)
         return rev_f, torch.zeros_like(G) if self.probability_flow else G

@@ -58,10 +58,10 @@ def euler_maruyama_predictor(
 ) -> StepOut:
     """Euler-Maruyama on the reverse SDE: ``x - [f - g^2 s] dt + g sqrt(dt) z`` (App. E)."""
     drift, g = sde.reverse(score_fn).sde(x, t)
-    x_mean = x - drift * dt
+    x_mean = torch.add(x, drift, alpha=-dt)
     if not add_noise:
         return x_mean, x_mean
-    return x_mean + append_dims(g * dt**0.5, x.ndim) * noise_like(x, generator), x_mean
+    return torch.addcmul(x_mean, append_dims(g * dt**0.5, x.ndim), noise_like(x, generator)), x_mean
 
 
 def reverse_diffusion_predictor(
@@ -73,7 +73,7 @@ def reverse_diffusion_predictor(
     x_mean = x - rev_f
     if not add_noise:
         return x_mean, x_mean
-    return x_mean + append_dims(rev_G, x.ndim) * noise_like(x, generator), x_mean
+    return torch.addcmul(x_mean, append_dims(rev_G, x.ndim), noise_like(x, generator)), x_mean
 
 
 def ancestral_predictor(
@@ -85,7 +85,7 @@ def ancestral_predictor(
     x_mean, std = sde.ancestral_step(x, t, score_fn(x, t), dt_arg)
     if not add_noise:
         return x_mean, x_mean
-    return x_mean + append_dims(std, x.ndim) * noise_like(x, generator), x_mean
+    return torch.addcmul(x_mean, append_dims(std, x.ndim), noise_like(x, generator)), x_mean
 
 
 PREDICTORS: Dict[Optional[str], Optional[Callable[..., StepOut]]] = {
@@ -123,8 +123,8 @@ def langevin_corrector(
         grad_norm = grad.reshape(x.shape[0], -1).norm(dim=1).mean()
         z_norm = z.reshape(x.shape[0], -1).norm(dim=1).mean()
         step = alpha * (2 * (snr * z_norm / grad_norm) ** 2)
-        x_mean = x + step * grad
-        x = x_mean + (2 * step).sqrt() * z
+        x_mean = torch.addcmul(x, step, grad)
+        x = torch.addcmul(x_mean, (2 * step).sqrt(), z)
     return x, x_mean
 
 
@@ -137,10 +137,11 @@ def annealed_langevin_corrector(
     x_mean = x
     _, sigma = sde.marginal_coeffs(t)
     step = append_dims(2 * sde.langevin_alpha(t, dt_arg) * (snr * sigma) ** 2, x.ndim)
+    noise_scale = (2 * step).sqrt()
     for _ in range(n_steps):
         grad = score_fn(x, t)
-        x_mean = x + step * grad
-        x = x_mean + (2 * step).sqrt() * noise_like(x, generator)
+        x_mean = torch.addcmul(x, step, grad)
+        x = torch.addcmul(x_mean, noise_scale, noise_like(x, generator))
     return x, x_mean
 
 
