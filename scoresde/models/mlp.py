@@ -8,7 +8,7 @@ classifier-free guidance (Ho & Salimans 2022).
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 from torch import nn
@@ -159,7 +159,7 @@ class ResidualMLP(_TimeConditioned):
 
 
 class _ResidualBlock(nn.Module):
-    def __init__(self, width: int, dropout: float, act) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, width: int, dropout: float, act: Callable[[Tensor], Tensor]) -> None:
         super().__init__()
         self.act = act
         self.norm = nn.LayerNorm(width)

@@ -34,6 +34,7 @@ from .layers import (
     conv3x3,
     dense,
     group_norm,
+    norm_act,
     sinusoidal_embedding,
 )
 
@@ -323,7 +324,7 @@ class NCSNpp(nn.Module):
 
         if self.progressive == "output_skip":
             return pyramid
-        return self.conv_out(self.act(self.norm_out(h)))
+        return self.conv_out(norm_act(self.norm_out, self.act, h))
 
     def _rescale(self, h: Tensor) -> Tensor:
         return h.mul_(_SQRT_HALF) if self.skip_rescale else h
