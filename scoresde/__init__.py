@@ -1,7 +1,8 @@
 """scoresde: score-based generative modeling in continuous time (Song et al., ICLR 2021)."""
 from . import toy
-from .losses import ddpm_loss, discrete_dsm_loss, dsm_loss, smld_loss
 from .likelihood import bits_per_dim, likelihood, log_likelihood
+from .losses import ddpm_loss, discrete_dsm_loss, dsm_loss, smld_loss
+from .models.adapter import get_cond_score_fn, get_score_fn
 from .sampling import decode, encode, sample
 from .sde import SDE, ReverseSDE, SubVPSDE, VESDE, VPSDE
 
@@ -23,5 +24,7 @@ __all__ = [
     "log_likelihood",
     "likelihood",
     "bits_per_dim",
+    "get_score_fn",
+    "get_cond_score_fn",
     "toy",
 ]
