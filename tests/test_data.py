@@ -327,6 +327,10 @@ def test_cifar_download_failures_leave_nothing(cifar, tmp_path, monkeypatch):
     def unreachable(url, *args, **kwargs):
         raise urllib.error.URLError("no network")
 
+    (tmp_path / "a_file").write_bytes(b"")
+    with pytest.raises(DataError, match="cannot write to"):
+        data.load_cifar10(tmp_path / "a_file" / "cifar", download=True)
+
     monkeypatch.setattr(urllib.request, "urlopen", unreachable)
     with pytest.raises(DataError, match=f"could not download .*no network.*{data.CIFAR10_ARCHIVE}"):
         data.load_cifar10(root, download=True)
