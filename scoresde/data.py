@@ -172,8 +172,14 @@ def download_url(url: str, dest: PathLike, *, md5: Optional[str] = None, timeout
         DataError: the download failed or the md5 does not match.
     """
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    except OSError as e:
+        raise DataError(
+            f"cannot write to {dest.parent} ({e}); pass a writable root, or download {url} by "
+            f"other means to {dest}"
+        ) from e
     try:
         digest = hashlib.md5(usedforsecurity=False)
         with os.fdopen(fd, "wb") as out:
@@ -311,8 +317,9 @@ def _parse_cifar_batch(obj: object, source: str) -> Tuple[np.ndarray, np.ndarray
         raise DataError(f"{source} holds a {type(obj).__name__}, expected a CIFAR-10 batch dict")
     entries = {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in obj.items()}
     data, labels = entries.get("data"), entries.get("labels")
-    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
-        desc = f"{data.dtype} array of shape {data.shape}" if isinstance(data, np.ndarray) else repr(type(data))
+    is_array = isinstance(data, np.ndarray)
+    if not is_array or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
+        desc = f"{data.dtype} array of shape {data.shape}" if is_array else repr(type(data))
         raise DataError(
             f"{source}: expected key 'data' with a uint8 array of shape (n, 3072), got {desc} "
             f"(keys: {sorted(map(str, entries))})"
@@ -396,7 +403,7 @@ def load_cifar10(
     names = CIFAR10_BATCHES[split]
     folder = _find_cifar_folder(root, names)
     if folder is not None:
-        blobs = [((folder / n).read_bytes(), str(folder / n)) for n in names]
+        blobs = [(_read_file(folder / n), str(folder / n)) for n in names]
     else:
         archive = root / CIFAR10_ARCHIVE
         expected_md5 = CIFAR10_MD5 if check_md5 else None
@@ -451,11 +458,17 @@ def load_cifar10(
 _IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
-def _read_maybe_gzip(path: Path) -> bytes:
+def _read_file(path: Path) -> bytes:
     try:
-        raw = path.read_bytes()
+        return path.read_bytes()
     except FileNotFoundError:
         raise DataError(f"{path.name} not found in {path.parent}") from None
+    except OSError as e:
+        raise DataError(f"cannot read {path}: {e}") from e
+
+
+def _read_maybe_gzip(path: Path) -> bytes:
+    raw = _read_file(path)
     if raw[:2] != b"\x1f\x8b":
         return raw
     try:
@@ -556,7 +569,9 @@ def _load_idx_dataset(
     )
 
 
-def load_mnist(root: Optional[PathLike] = None, split: str = "train", download: bool = False) -> ImageData:
+def load_mnist(
+    root: Optional[PathLike] = None, split: str = "train", download: bool = False
+) -> ImageData:
     """MNIST, 28x28 grayscale digits, 60000 train / 10000 test, from its four IDX files.
 
     Looks in ``root`` (default ``default_root("mnist")``) for ``train-images-idx3-ubyte``,
@@ -603,7 +618,9 @@ DIGITS_NUM_TEST = 297
 """The digits split is fixed: the first 1500 of scikit-learn's 1797 images train, the last 297 test."""
 
 
-def load_digits(root: Optional[PathLike] = None, split: str = "train", download: bool = False) -> ImageData:
+def load_digits(
+    root: Optional[PathLike] = None, split: str = "train", download: bool = False
+) -> ImageData:
     """scikit-learn's 8x8 handwritten digits (1797 images, 10 classes), no files needed.
 
     Pixel values 0..16 become ``round(v * 255 / 16)`` in 0..255, computed exactly in integers
@@ -826,7 +843,7 @@ class InfiniteBatches:
     ) -> None:
         self._single = isinstance(data, torch.Tensor)
         self.tensors: Tuple[Tensor, ...] = (data,) if self._single else tuple(data)
-        if not self.tensors or not all(isinstance(t, torch.Tensor) and t.ndim >= 1 for t in self.tensors):
+        if not self.tensors or not all(isinstance(t, Tensor) and t.ndim >= 1 for t in self.tensors):
             raise ValueError("data must be a tensor (N, ...) or a non-empty sequence of such tensors")
         self.num_examples = self.tensors[0].shape[0]
         if any(t.shape[0] != self.num_examples for t in self.tensors):
@@ -883,7 +900,9 @@ class InfiniteBatches:
         self._epoch = epoch
         self._position = 0
         self._epoch_start_state = self.generator.get_state()
-        self._perm = torch.randperm(self.num_examples, generator=self.generator, device=self.generator.device)
+        self._perm = torch.randperm(
+            self.num_examples, generator=self.generator, device=self.generator.device
+        )
 
     def __iter__(self) -> Iterator[Batch]:
         return self
@@ -928,7 +947,9 @@ class InfiniteBatches:
                     f"{getattr(self, key)}"
                 )
         if not 0 <= state["position"] <= self.batches_per_epoch:
-            raise ValueError(f"saved position {state['position']} is outside 0..{self.batches_per_epoch}")
+            raise ValueError(
+                f"saved position {state['position']} is outside 0..{self.batches_per_epoch}"
+            )
         self.generator.set_state(state["generator"].cpu())
         self._start_epoch(int(state["epoch"]))
         self._position = int(state["position"])
