@@ -22,9 +22,11 @@ setup(
         "ml-collections>=0.1.1",
         "tqdm>=4.60",
         "pillow>=9.0",
+        "scikit-learn>=1.2",  # ships the 8x8 digits data of the offline quickstart (vp_digits)
     ],
     extras_require={
         "test": ["pytest>=7", "pytest-xdist>=3"],
+        "tensorboard": ["tensorboard>=2.10"],
     },
     license="Apache-2.0",
     classifiers=[

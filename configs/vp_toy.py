@@ -9,12 +9,12 @@ def get_config():
     config.training.sde = "vpsde"
     config.training.batch_size = 256
     config.training.n_iters = 2000
-    config.training.snapshot_freq = 500
+    config.training.snapshot_freq = 1000
     config.training.log_freq = 100
     config.sampling.predictor = "euler_maruyama"
     config.sampling.corrector = "none"
-    config.sampling.steps = 500
-    config.sampling.n_samples = 2000
+    config.sampling.steps = 250
+    config.sampling.n_samples = 1000
     config.data.dataset = "toy:ring"
     config.data.n_train = 20000
     config.data.image_size = 0

@@ -47,7 +47,8 @@ from .sampling import ODE_METHODS, pc_sampler
 from .sde import SDE, SubVPSDE, VESDE, VPSDE
 from .types import Tensor
 
-__all__ = ["main", "make_sde", "make_model", "make_optimizer", "make_dataset", "draw_samples", "cli"]
+__all__ = ["main", "make_sde", "make_model", "make_optimizer", "make_dataset", "make_sampler", "data_shape",
+           "draw_samples", "load_run", "cli"]
 
 SDES: Dict[str, Callable[[ml_collections.ConfigDict], SDE]] = {
     "vpsde": lambda m: VPSDE(beta_min=m.beta_min, beta_max=m.beta_max, N=m.num_scales),
@@ -105,6 +106,13 @@ def make_dataset(config: ml_collections.ConfigDict, split: str = "train") -> Tup
     return images, True
 
 
+def data_shape(config: ml_collections.ConfigDict) -> Tuple[int, ...]:
+    """Shape of one example: ``(C, H, W)`` for images, the toy distribution's event shape."""
+    if config.data.dataset.startswith("toy:"):
+        return toy.get_toy(config.data.dataset[4:]).event_shape
+    return (config.data.num_channels, config.data.image_size, config.data.image_size)
+
+
 def make_sampler(config: ml_collections.ConfigDict) -> Callable:
     """``sampler(score_fn, sde, shape, generator) -> (x, nfe)`` from the sampling group."""
     s = config.sampling
@@ -128,6 +136,35 @@ def draw_samples(model: torch.nn.Module, sde: SDE, config: ml_collections.Config
     """Samples from ``model`` with the config's sampler (a fixed seed gives comparable grids)."""
     generator = torch.Generator(device=device).manual_seed(seed)
     return make_sampler(config)(get_score_fn(model, sde), sde, shape, generator)
+
+
+def load_run(workdir: str, *, checkpoint: Optional[str] = None, ema: bool = True,
+             device: Optional[str] = None) -> Tuple[ml_collections.ConfigDict, torch.nn.Module, SDE, int]:
+    """The config, network (EMA weights by default, in eval mode), SDE and step of a run."""
+    config_path = os.path.join(workdir, "config.json")
+    if not os.path.isfile(config_path):
+        raise UsageError(f"{workdir} is not a training run: {config_path} is missing "
+                         "(train first with python -m scoresde.train --config NAME --workdir DIR)")
+    with open(config_path) as f:
+        config = ml_collections.ConfigDict(json.load(f))
+    if checkpoint is None:
+        latest = latest_checkpoint(os.path.join(workdir, "checkpoints"))
+        if latest is None:
+            raise UsageError(f"no checkpoint in {os.path.join(workdir, 'checkpoints')}: train longer "
+                             "than training.snapshot_freq steps, or pass --checkpoint")
+        checkpoint = latest[1]
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    state = load_checkpoint(checkpoint, map_location=device)
+    model = make_model(config).to(device)
+    try:
+        model.load_state_dict(state["model"])
+        if ema:
+            averaged = ExponentialMovingAverage(model.parameters(), decay=config.model.ema_rate)
+            averaged.load_state_dict(state["ema"])
+            averaged.copy_to(model.parameters())
+    except (RuntimeError, KeyError, ValueError) as exc:
+        raise UsageError(f"checkpoint {checkpoint} does not match {config_path}: {str(exc).splitlines()[0]}") from None
+    return config, model.eval(), make_sde(config), int(state["step"])
 
 
 def save_samples(x: Tensor, is_images: bool, config, path: str) -> None:
@@ -293,7 +330,7 @@ def main(config: ml_collections.ConfigDict, workdir: str, *, device: Optional[st
         ema.store(model.parameters())
         ema.copy_to(model.parameters())
         try:
-            shape = (config.sampling.n_samples,) + tuple(dataset.shape[1:])
+            shape = (config.sampling.n_samples,) + data_shape(config)
             x, nfe = draw_samples(model, sde, config, shape, seed=config.seed, device=device)
             path = os.path.join(sample_dir, f"samples_{step}.png")
             save_samples(x.cpu(), is_images, config, path)
