@@ -84,9 +84,18 @@ def make_optimizer(config: ml_collections.ConfigDict, params) -> torch.optim.Opt
 def make_dataset(config: ml_collections.ConfigDict, split: str = "train") -> Tuple[Tensor, bool]:
     """The whole split in memory: uint8 images ``(N, C, H, W)`` or float toy points ``(N, D)``.
 
+    ``data.dataset`` is a name of :data:`scoresde.data.DATASETS`, ``"toy:<preset>"`` (a
+    :mod:`scoresde.toy` distribution, ``data.n_train`` samples) or ``"synthetic"`` (random
+    uint8 images of the configured shape, for benchmarks and smoke tests).
+
     Returns the tensor and whether it holds images.
     """
     name = config.data.dataset
+    if name == "synthetic":  # random images of the config's shape: benchmarks and smoke tests
+        g = torch.Generator().manual_seed(config.seed + (0 if split == "train" else 1))
+        shape = (config.data.get("n_train", 1024), config.data.num_channels, config.data.image_size,
+                 config.data.image_size)
+        return torch.randint(0, 256, shape, generator=g, dtype=torch.uint8), True
     if name.startswith("toy:"):
         dist = toy.get_toy(name[4:])
         n = config.data.get("n_train", 20000)
