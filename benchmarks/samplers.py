@@ -2,6 +2,8 @@
 
     python benchmarks/samplers.py                 # full table (about 30 min on 2 cores)
     python benchmarks/samplers.py --quick         # a few budgets, one SDE per problem
+    python benchmarks/samplers.py --samplers DPM,EDM,adaptive --no-overhead
+                                                  # the fast samplers only (docs/fast_samplers.md)
 
 Problems:
   ring      the 8-mode 2-D ring (scoresde.toy.ring, 4000 samples). Metric: sliced W2 between
@@ -12,6 +14,14 @@ Problems:
   gauss     N(m, 0.25 I) in 3072 dims (scoresde.toy.high_dim_gaussian, 500 samples):
             |sample var / true var - 1| and the RMS error of the sample mean (noise floors:
             sqrt(2 / (B D)) and 0.5 / sqrt(B)).
+  flow      the same Gaussian, deterministic solvers with an "nfe" budget only: the sampler
+            against the exact probability-flow map of the same x_T followed by the same final
+            step (denoise_step; Tweedie to sigma = 0 for EDM), which removes the sampling noise
+            of the variance: |var / var_exact - 1| and the RMS error relative to the RMS of
+            x_exact - m.
+Budgets: "steps" (time steps), "tol" (rtol = atol of an adaptive ODE solver), "nfe" (total
+score evaluations including the final denoising one; EDM uses the largest odd NFE within it)
+and "sde tol" (rtol of the adaptive SDE solver, atol = 0.0078).
 Also printed: the sampler's own time per step (outside the score function) at 3072 dims.
 """
 from __future__ import annotations
@@ -27,7 +37,12 @@ import torch
 import scoresde
 from scoresde import SubVPSDE, VESDE, VPSDE, toy
 from scoresde.sampling import (
+    adaptive_sde_sampler,
     ddim_sampler,
+    denoise_step,
+    dpm_solver_pp_sampler,
+    dpm_solver_sampler,
+    edm_heun_sampler,
     euler_sampler,
     heun_sampler,
     pc_sampler,
@@ -39,6 +54,8 @@ from scoresde.sampling import (
 SDES = {"vp": VPSDE(), "subvp": SubVPSDE(), "ve": VESDE()}
 STEPS = [10, 20, 50, 100, 250, 1000]
 TOLS = [1e-3, 1e-4, 1e-5]
+NFES = [10, 20, 35, 50, 100]
+SDE_TOLS = [0.1, 0.05, 0.02, 0.01]
 RING_N = 4000
 GAUSS_B = 500
 
@@ -111,9 +128,29 @@ def sampler_table(quick: bool) -> List[Tuple[str, str, Callable]]:
     for method in ("euler", "milstein", "srk", "reversible_heun"):
         rows.append((f"torchsde {method}", "steps",
                      lambda f, s, shp, n, g, m=method: sdeint_sampler(f, s, shp, method=m, steps=n, generator=g)))
+    # The fast samplers (scoresde.sampling.fast) at a total NFE budget n (denoising included).
+    def dpm(**kw):
+        return lambda f, s, shp, n, g: dpm_solver_sampler(f, s, shp, steps=n - 1, generator=g, **kw)
+    rows += [
+        ("DPM-Solver-1", "nfe", dpm(order=1)),
+        ("DPM-Solver-2", "nfe", dpm(order=2)),
+        ("DPM-Solver-3", "nfe", dpm(order=3)),
+        ("DPM-Solver-2M", "nfe", dpm(order=2, multistep=True)),
+        ("DPM-Solver-3M", "nfe", dpm(order=3, multistep=True)),
+        ("DPM-Solver++(2M)", "nfe", lambda f, s, shp, n, g: dpm_solver_pp_sampler(f, s, shp, steps=n - 1, generator=g)),
+        ("DPM-Solver++(3M)", "nfe", lambda f, s, shp, n, g: dpm_solver_pp_sampler(f, s, shp, steps=n - 1, order=3,
+                                                                                   generator=g)),
+        ("EDM Heun", "nfe", lambda f, s, shp, n, g: edm_heun_sampler(f, s, shp, steps=(n - 1) // 2, generator=g)),
+        ("EDM Heun churn=10", "nfe", lambda f, s, shp, n, g: edm_heun_sampler(f, s, shp, steps=(n - 1) // 2,
+                                                                               S_churn=10.0, generator=g)),
+        ("adaptive SDE", "sde tol", lambda f, s, shp, tol, g: adaptive_sde_sampler(f, s, shp, rtol=tol, generator=g)),
+        ("adaptive SDE fresh", "sde tol", lambda f, s, shp, tol, g: adaptive_sde_sampler(f, s, shp, rtol=tol,
+                                                                                         brownian="fresh", generator=g)),
+    ]
     if quick:
         keep = {"PC euler_maruyama", "PC reverse_diffusion+langevin", "PC ancestral", "ODE rk45",
-                "ODE heun", "DDIM eta=0", "torchsde srk"}
+                "ODE heun", "DDIM eta=0", "torchsde srk", "DPM-Solver-3", "DPM-Solver-3M",
+                "DPM-Solver++(2M)", "EDM Heun", "adaptive SDE"}
         rows = [r for r in rows if r[0] in keep]
     return rows
 
@@ -126,9 +163,37 @@ def fmt(v: float) -> str:
     return f"{v:.2e}" if (abs(v) < 1e-2 or abs(v) >= 1e3) else f"{v:.4f}"
 
 
+def flow_metrics(data: toy.Gaussian, x: torch.Tensor, exact: torch.Tensor) -> Dict[str, float]:
+    """``x`` against the exact map ``exact`` of the same prior sample (see the module doc)."""
+    m = data.mean.reshape((1,) + data.event_shape)
+    dx, de = x.double() - m, exact - m
+    if not bool(torch.isfinite(dx).all()):
+        return {"|var/true-1|": float("nan"), "|var/var_exact-1|": float("nan"), "rel. RMSE": float("nan")}
+    return {
+        "|var/true-1|": abs(dx.pow(2).mean().item() / data.eigvals[0].item() - 1),
+        "|var/var_exact-1|": abs(dx.pow(2).mean().item() / de.pow(2).mean().item() - 1),
+        "rel. RMSE": ((x.double() - exact).pow(2).mean().sqrt() / de.pow(2).mean().sqrt()).item(),
+    }
+
+
+def exact_maps(data: toy.Gaussian, sde, x_T: torch.Tensor, eps: float = 1e-3) -> Dict[str, torch.Tensor]:
+    """The exact flow of ``x_T`` to ``eps`` followed by denoise_step, or by Tweedie to
+    sigma = 0 (EDM's last step), in float64."""
+    B = x_T.shape[0]
+    t_eps = torch.full((B,), eps, dtype=torch.float64)
+    x = data.flow(x_T.double(), sde, torch.full((B,), sde.T, dtype=torch.float64), t_eps)
+    score = data.score_fn(sde)
+    alpha, sigma = sde.marginal_coeffs(t_eps)
+    shape = (B,) + (1,) * (x.ndim - 1)
+    tweedie = (x + sigma.reshape(shape) ** 2 * score(x, t_eps)) / alpha.reshape(shape)
+    return {"denoise_step": denoise_step(score, sde, x, eps), "tweedie": tweedie}
+
+
 def run_problem(name: str, sdes: List[str], steps: List[int], tols: List[float], quick: bool,
-                max_nfe: int) -> List[Dict]:
+                max_nfe: int, only: List[str] = (), nfes: List[int] = NFES,
+                sde_tols: List[float] = SDE_TOLS) -> List[Dict]:
     rows = []
+    exact_of = None
     if name == "ring":
         data = toy.ring()
         shape = (RING_N, 2)
@@ -145,16 +210,27 @@ def run_problem(name: str, sdes: List[str], steps: List[int], tols: List[float],
         shape = (GAUSS_B,) + data.event_shape
         exact = data.sample(GAUSS_B, generator=torch.Generator().manual_seed(100))
         floor = gauss_metrics(data, exact)
-        print(f"\n## gauss (3072-D N(m, 0.25 I), B={GAUSS_B}): noise floor |var/true-1| = "
+        print(f"\n## {name} (3072-D N(m, 0.25 I), B={GAUSS_B}): noise floor |var/true-1| = "
               f"{fmt(floor['|var/true-1|'])} (sd {fmt(math.sqrt(2 / (GAUSS_B * data.dim)))}), "
               f"mean RMSE = {fmt(floor['mean RMSE'])}", flush=True)
         metric = lambda x: gauss_metrics(data, x)  # noqa: E731
         make_score = lambda sde: gaussian_score(data, sde)  # noqa: E731
+        if name == "flow":
+            exact_of = lambda sde: exact_maps(data, sde, sde.prior_sampling(  # noqa: E731
+                shape, generator=torch.Generator().manual_seed(0)))
     for sde_name in sdes:
         sde = SDES[sde_name]
         score_fn = make_score(sde)
+        maps = exact_of(sde) if exact_of is not None else None
         for sampler_name, kind, run in sampler_table(quick):
-            budgets = tols if kind == "tol" else steps
+            if only and not any(key.lower() in sampler_name.lower() for key in only):
+                continue
+            if maps is not None:
+                if kind != "nfe" or "churn" in sampler_name:
+                    continue
+                ref = maps["tweedie" if sampler_name.startswith("EDM") else "denoise_step"]
+                metric = lambda x, ref=ref: flow_metrics(data, x, ref)  # noqa: E731
+            budgets = {"tol": tols, "nfe": nfes, "sde tol": sde_tols}.get(kind, steps)
             for budget in budgets:
                 if kind == "steps" and sampler_name.startswith("torchsde") and budget > 250:
                     continue  # torchsde's Python stepping makes 1000 steps slow; trend is clear
@@ -166,8 +242,9 @@ def run_problem(name: str, sdes: List[str], steps: List[int], tols: List[float],
                     print(f"  {sde_name} {sampler_name} {budget}: failed: {exc}", file=sys.stderr)
                     continue
                 wall = time.perf_counter() - start
+                label = {"tol": f"tol {budget:g}", "nfe": f"{budget} NFE", "sde tol": f"rtol {budget:g}"}
                 row = dict(problem=name, sde=sde_name, sampler=sampler_name,
-                           budget=(f"tol {budget:g}" if kind == "tol" else f"{budget} steps"),
+                           budget=label.get(kind, f"{budget} steps"),
                            nfe=nfe, wall=wall, **metric(x))
                 rows.append(row)
                 print("  " + " | ".join(f"{k}={fmt(v) if isinstance(v, float) else v}" for k, v in row.items()),
@@ -220,23 +297,30 @@ def print_markdown(rows: List[Dict]) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="few budgets, one SDE per problem")
-    parser.add_argument("--problems", default="ring,gauss")
+    parser.add_argument("--problems", default="ring,gauss,flow")
     parser.add_argument("--sdes", default="vp,subvp,ve")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--max-nfe", type=int, default=100_000, help="stop a sampler's sweep past this NFE")
+    parser.add_argument("--samplers", default="",
+                        help="comma-separated parts of sampler names to run (default: all)")
+    parser.add_argument("--no-overhead", action="store_true", help="skip the overhead table")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     steps, tols, sdes = STEPS, TOLS, args.sdes.split(",")
+    nfes, sde_tols = NFES, SDE_TOLS
     if args.quick:
         steps, tols, sdes = [10, 20, 100], [1e-3, 1e-5], sdes[:1]
+        nfes, sde_tols = [10, 20], [0.05]
+    only = [k for k in args.samplers.split(",") if k]
     all_rows = []
     for problem in args.problems.split(","):
-        all_rows += run_problem(problem, sdes, steps, tols, args.quick, args.max_nfe)
+        all_rows += run_problem(problem, sdes, steps, tols, args.quick, args.max_nfe, only, nfes, sde_tols)
     for problem in args.problems.split(","):
         print(f"\n### {problem}\n")
         print_markdown([{k: v for k, v in r.items() if k != "problem"} for r in all_rows if r["problem"] == problem])
-    print("\n### sampler overhead per step (3072-D, batch 500, outside the score function)\n")
-    print_markdown(overhead_table(sdes))
+    if not args.no_overhead:
+        print("\n### sampler overhead per step (3072-D, batch 500, outside the score function)\n")
+        print_markdown(overhead_table(sdes))
     return 0
 
 

@@ -2,7 +2,12 @@
 loops never read a device tensor to decide what to do next."""
 from __future__ import annotations
 
-from typing import List, Tuple
+import math
+from typing import List, Sequence, Tuple
+
+import torch
+
+from ..sde import SDE
 
 
 def uniform_grid(T: float, eps: float, steps: int) -> List[float]:
@@ -16,3 +21,82 @@ def uniform_grid(T: float, eps: float, steps: int) -> List[float]:
 def step_pairs(grid: List[float], t_end: float = 0.0) -> List[Tuple[float, float]]:
     """``(t_i, t_{i+1})`` for each grid time, the last one ending at ``t_end``."""
     return list(zip(grid, grid[1:] + [float(t_end)]))
+
+
+# ----------------------------------------------------------------------------------------------
+# Grids of the fast samplers (scoresde.sampling.fast). Each SDE enters only through its kernel
+# coefficients ``marginal_coeffs(t) = (alpha_t, sigma_t)``, evaluated here in float64 on the host.
+def log_snr(sde: SDE, t: Sequence[float]) -> List[float]:
+    """Half log-SNR ``lambda(t) = log(alpha_t / sigma_t)`` (Lu et al. 2022, Sec. 3.1), in float64.
+
+    It is ``-log sigma_edm(t)`` with Karras et al.'s (2022) noise level ``sigma_t / alpha_t``.
+    """
+    alpha, sigma = sde.marginal_coeffs(torch.as_tensor(list(t), dtype=torch.float64))
+    return (alpha.log() - sigma.log()).tolist()
+
+
+def time_from_log_snr(sde: SDE, lam: Sequence[float], iters: int = 100) -> List[float]:
+    """Inverse of :func:`log_snr` on ``[0, T]``: the times ``t`` with ``lambda(t) = lam``.
+
+    ``lambda`` is strictly decreasing for every diffusion (the signal ``alpha`` falls while the
+    noise ``sigma`` grows), so vectorized bisection in float64 finds each ``t`` to the last bit,
+    whatever the SDE, from its ``marginal_coeffs`` alone. Values beyond ``lambda(T)`` or
+    ``lambda(0)`` give ``T`` or ``0``.
+    """
+    target = torch.as_tensor(list(lam), dtype=torch.float64)
+    lo = torch.zeros_like(target)
+    hi = torch.full_like(target, float(sde.T))
+    for _ in range(iters):
+        mid = 0.5 * (lo + hi)
+        alpha, sigma = sde.marginal_coeffs(mid)
+        later = alpha.log() - sigma.log() > target  # lambda(mid) too large: t lies above mid
+        lo = torch.where(later, mid, lo)
+        hi = torch.where(later, hi, mid)
+    return (0.5 * (lo + hi)).tolist()
+
+
+def _check_decreasing(grid: List[float], what: str) -> List[float]:
+    if any(not b < a for a, b in zip(grid, grid[1:])):
+        raise ValueError(f"the {what} grid is not strictly decreasing in t: is the SDE's "
+                         f"log-SNR log(alpha/sigma) decreasing in t? got {grid}")
+    return grid
+
+
+def log_snr_grid(sde: SDE, eps: float, n: int) -> List[float]:
+    """``n`` times from ``T`` to ``eps`` equally spaced in ``lambda`` (DPM-Solver's ``logSNR``
+    skip type, Lu et al. 2022, Sec. 3.3)."""
+    if n == 1:
+        return [float(sde.T)]
+    lam_T, lam_eps = log_snr(sde, [sde.T, eps])
+    lam = [lam_T + (lam_eps - lam_T) * i / (n - 1) for i in range(n)]
+    grid = [float(sde.T)] + time_from_log_snr(sde, lam[1:-1]) + [float(eps)]
+    return _check_decreasing(grid, "log-SNR")
+
+
+def time_quadratic_grid(T: float, eps: float, n: int) -> List[float]:
+    """``n`` times from ``T`` to ``eps`` equally spaced in ``sqrt(t)`` (DDIM's quadratic
+    spacing, Song, Meng & Ermon 2021, App. D.2; DPM-Solver's ``time_quadratic``)."""
+    if n == 1:
+        return [float(T)]
+    a, b = math.sqrt(T), math.sqrt(eps)
+    return [float(T)] + [(a + (b - a) * i / (n - 1)) ** 2 for i in range(1, n - 1)] + [float(eps)]
+
+
+def edm_sigmas(sigma_min: float, sigma_max: float, n: int, rho: float = 7.0) -> List[float]:
+    """Karras et al. (2022), Eq. 5: ``n`` noise levels from ``sigma_max`` to ``sigma_min``,
+    equally spaced in ``sigma^(1/rho)``."""
+    if n == 1:
+        return [float(sigma_max)]
+    a, b = sigma_max ** (1 / rho), sigma_min ** (1 / rho)
+    return [float(sigma_max)] + [(a + (b - a) * i / (n - 1)) ** rho for i in range(1, n - 1)] + [float(sigma_min)]
+
+
+def edm_rho_grid(sde: SDE, eps: float, n: int, rho: float = 7.0) -> List[float]:
+    """``n`` times from ``T`` to ``eps`` whose noise levels ``sigma_edm(t) = sigma_t / alpha_t``
+    follow :func:`edm_sigmas` between ``sigma_edm(eps)`` and ``sigma_edm(T)``."""
+    if n == 1:
+        return [float(sde.T)]
+    lam_T, lam_eps = log_snr(sde, [sde.T, eps])
+    sigmas = edm_sigmas(math.exp(-lam_eps), math.exp(-lam_T), n, rho)
+    grid = [float(sde.T)] + time_from_log_snr(sde, [-math.log(s) for s in sigmas[1:-1]]) + [float(eps)]
+    return _check_decreasing(grid, "EDM rho")
