@@ -47,6 +47,7 @@ def get_default_config() -> ml_collections.ConfigDict:
     data.random_flip = True
     data.centered = False  # True: [-1, 1], False: [0, 1]
     data.download = False
+    data.n_train = 0  # toy / synthetic data only: examples drawn (0: 20000 toy, 1024 synthetic)
 
     config.model = model = ml_collections.ConfigDict()
     model.name = "ddpmpp_cifar"

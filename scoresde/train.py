@@ -93,12 +93,12 @@ def make_dataset(config: ml_collections.ConfigDict, split: str = "train") -> Tup
     name = config.data.dataset
     if name == "synthetic":  # random images of the config's shape: benchmarks and smoke tests
         g = torch.Generator().manual_seed(config.seed + (0 if split == "train" else 1))
-        shape = (config.data.get("n_train", 1024), config.data.num_channels, config.data.image_size,
+        shape = (config.data.n_train or 1024, config.data.num_channels, config.data.image_size,
                  config.data.image_size)
         return torch.randint(0, 256, shape, generator=g, dtype=torch.uint8), True
     if name.startswith("toy:"):
         dist = toy.get_toy(name[4:])
-        n = config.data.get("n_train", 20000)
+        n = config.data.n_train or 20000
         seed = config.seed + (0 if split == "train" else 1)
         return dist.sample(n, generator=torch.Generator().manual_seed(seed)), False
     try:
