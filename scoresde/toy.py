@@ -45,6 +45,14 @@ def _coeffs(x: Tensor, t: Optional[Tensor], sde: Optional[SDE]) -> Tuple[Tensor,
     return alpha.reshape(-1, 1), sigma.reshape(-1, 1)
 
 
+def _device_dtype(generator: Optional[torch.Generator], device: Device,
+                  dtype: Optional[torch.dtype]) -> Tuple[torch.device, torch.dtype]:
+    """Where samples are drawn: the given device, else the generator's, else the CPU."""
+    if device is None:
+        device = generator.device if generator is not None else "cpu"
+    return torch.device(device), dtype or torch.get_default_dtype()
+
+
 class _Toy:
     """Shared plumbing: event shape, flattening, dtype handling and device caches."""
 
@@ -157,8 +165,7 @@ class Gaussian(_Toy):
         dtype: Optional[torch.dtype] = None,
     ) -> Tensor:
         """Draw ``n`` samples, shape ``(n, *event_shape)``."""
-        device = device if device is not None else (generator.device if generator else "cpu")
-        dtype = dtype or torch.get_default_dtype()
+        device, dtype = _device_dtype(generator, device, dtype)
         z = torch.randn(n, self.dim, generator=generator, device=device, dtype=torch.float64)
         y = self._from_eig(z * self._param("eigvals", z.device).sqrt())
         return self._unflat(y + self._param("mean", z.device), torch.empty(0, dtype=dtype))
@@ -250,9 +257,8 @@ class GaussianMixture(_Toy):
         return_labels: bool = False,
     ):
         """Draw ``n`` samples ``(n, *event_shape)`` (and their component labels ``(n,)``)."""
-        device = device if device is not None else (generator.device if generator else "cpu")
-        dtype = dtype or torch.get_default_dtype()
-        w = self._param("weights", torch.device(device))
+        device, dtype = _device_dtype(generator, device, dtype)
+        w = self._param("weights", device)
         labels = torch.multinomial(w, n, replacement=True, generator=generator)
         z = torch.randn(n, self.dim, generator=generator, device=device, dtype=torch.float64)
         mu = self._param("means", z.device)[labels]
