@@ -15,7 +15,9 @@ gradients, optimizer state and all activations; every measurement starts a new p
 
 On a shared machine other processes distort the timings; the last column reports the CPU share
 that processes other than the measurement used meanwhile (from ``/proc/stat`` minus the
-measuring process's own CPU time; Linux only). Rerun rows where it is not near 0.
+measuring process's own CPU time; Linux only), and a ``*`` marks times measured while that
+share exceeded ``--max-background``. With ``--retries`` a cell is measured again while that share exceeds ``--max-background``, and the
+cleanest run is kept.
 
 Usage::
 
@@ -99,7 +101,29 @@ def _cpu_jiffies() -> tuple:
     return sum(values) - values[3] - values[4], sum(values)
 
 
+def _wait_idle(timeout: float, max_load: float) -> None:
+    """Wait up to ``timeout`` seconds for a second in which the CPUs are at most ``max_load`` busy."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        busy0, total0 = _cpu_jiffies()
+        time.sleep(1.0)
+        busy1, total1 = _cpu_jiffies()
+        if (busy1 - busy0) <= max_load * max(total1 - total0, 1):
+            return
+
+
 def run_child(args: argparse.Namespace, name: str, mode: str, batch: int) -> dict:
+    """Measure in a fresh process, again while others used more than ``--max-background``."""
+    results = []
+    for _ in range(1 + args.retries):
+        _wait_idle(args.wait_idle, args.max_background)
+        results.append(_run_child_once(args, name, mode, batch))
+        if results[-1]["background"] <= args.max_background:
+            break
+    return min(results, key=lambda r: r["background"])
+
+
+def _run_child_once(args: argparse.Namespace, name: str, mode: str, batch: int) -> dict:
     """Measure in a fresh process; adds the background CPU share seen meanwhile."""
     cmd = [
         sys.executable, __file__, "--child", name, mode, str(batch),
@@ -125,6 +149,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--memory-format", default="channels_last", choices=["channels_last", "contiguous"])
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast (not the default fp32)")
+    parser.add_argument("--max-background", type=float, default=0.05, help="rerun a cell above this CPU share of other processes")
+    parser.add_argument("--retries", type=int, default=3, help="reruns per cell (the run with the least background load is kept)")
+    parser.add_argument("--wait-idle", type=float, default=0.0, help="before each run, wait up to this many seconds for idle CPUs")
     parser.add_argument("--child", nargs=3, metavar=("NAME", "MODE", "BATCH"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -143,7 +170,7 @@ def main() -> None:
     print()
     print(
         "| network | params | fwd b8 (s) | fwd b8 peak (GiB) | train b8 (s) | train b8 peak (GiB) "
-        "| fwd b64 (s) | fwd b64 peak (GiB) | background load |"
+        "| fwd b64 (s) | fwd b64 peak (GiB) | max background load |"
     )
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     sys.path.insert(0, ROOT)
@@ -152,17 +179,17 @@ def main() -> None:
     for name in args.models:
         with torch.device("meta"):
             n_params = sum(p.numel() for p in get_model(name).parameters())
-        fwd = run_child(args, name, "forward", 8)
-        train = run_child(args, name, "train", 8)
-        cells = [name, f"{n_params / 1e6:.1f}M", f"{fwd['time_s']:.2f}", f"{fwd['peak_gib']:.2f}",
-                 f"{train['time_s']:.2f}", f"{train['peak_gib']:.2f}"]  # fmt: skip
-        background = max(fwd["background"], train["background"])
-        if name == "ddpmpp_cifar":
-            big = run_child(args, name, "forward", 64)
-            cells += [f"{big['time_s']:.2f}", f"{big['peak_gib']:.2f}"]
-            background = max(background, big["background"])
-        else:
-            cells += ["", ""]
+        cells = [name, f"{n_params / 1e6:.1f}M"]
+        background = 0.0
+        for mode, batch in [("forward", 8), ("train", 8), ("forward", 64)]:
+            if batch == 64 and name != "ddpmpp_cifar":
+                cells += ["", ""]
+                continue
+            result = run_child(args, name, mode, batch)
+            # Flag a time measured while other processes were busy.
+            flag = "*" if result["background"] > args.max_background else ""
+            cells += [f"{result['time_s']:.2f}{flag}", f"{result['peak_gib']:.2f}"]
+            background = max(background, result["background"])
         cells.append(f"{100 * background:.0f}%")
         print("| " + " | ".join(cells) + " |", flush=True)
 

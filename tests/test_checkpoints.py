@@ -220,7 +220,7 @@ def official_forward(P: Params, cfg: dict, x: torch.Tensor, labels: torch.Tensor
         temb = torch.cat([proj.sin(), proj.cos()], dim=1)
     else:
         half = nf // 2
-        freqs = torch.exp(-math.log(10000) * torch.arange(half, dtype=torch.float64) / (half - 1))
+        freqs = torch.exp(-math.log(10000) * torch.arange(half, dtype=labels.dtype) / (half - 1))
         temb = torch.cat([(labels[:, None] * freqs).sin(), (labels[:, None] * freqs).cos()], dim=1)
     temb = dense(mod(), temb, temb.shape[1], temb_dim)
     temb = dense(mod(), act(temb), temb_dim, temb_dim)

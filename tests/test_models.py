@@ -325,10 +325,15 @@ def test_bf16_autocast_close():
 
 
 @pytest.mark.slow
-def test_torch_compile_matches():
+def test_torch_compile_matches(tmp_path, monkeypatch):
+    # Inductor writes generated code to a cache directory: keep it in the test's tmp_path.
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path))
     torch.manual_seed(0)
     model = _randomize(TINY_NETS["ncsnpp"](nf=16).eval())
     x, t = torch.randn(2, 3, 16, 16), _labels("ncsnpp", 2)
     compiled = torch.compile(model)
-    with torch.no_grad():
-        torch.testing.assert_close(compiled(x, t), model(x, t), rtol=1e-4, atol=1e-5)
+    try:
+        with torch.no_grad():
+            torch.testing.assert_close(compiled(x, t), model(x, t), rtol=1e-4, atol=1e-5)
+    finally:
+        torch._dynamo.reset()

@@ -122,7 +122,8 @@ def norm_act(norm: nn.Module, act: Callable[[Tensor], Tensor], x: Tensor) -> Ten
     feature map per normalisation layer (about a third of a residual block's activation
     memory). The values are identical either way.
     """
-    if torch.is_grad_enabled() and (x.requires_grad or norm.weight.requires_grad):
+    weight = getattr(norm, "weight", None)
+    if torch.is_grad_enabled() and (x.requires_grad or (weight is not None and weight.requires_grad)):
         return checkpoint(_norm_act, norm, act, x, use_reentrant=False, preserve_rng_state=False)
     return act(norm(x))
 
@@ -237,9 +238,10 @@ def upsample_2d(x: Tensor, kernel: Tensor, factor: int = 2) -> Tensor:
     kh = kernel.shape[0]
     p = kh - factor
     pad0, pad1 = (p + 1) // 2 + factor - 1, p // 2
+    # A transposed convolution with padding kh - 1 - pad0 gives (H - 1) f - 2 padding + kh
+    # outputs; output_padding `extra` (independent of H) makes up the H f of upfirdn2d.
     padding = kh - 1 - pad0
-    # Transposed convolution: out length (H - 1) f - 2 padding + kh (+ output_padding).
-    extra = factor * x.shape[-1] + pad0 + pad1 - kh + 1 - ((x.shape[-1] - 1) * factor - 2 * padding + kh)
+    extra = factor + pad0 + pad1 + 1 + 2 * padding - 2 * kh
     if padding < 0 or not 0 <= extra < factor:
         return upfirdn2d(x, kernel * factor**2, up=factor, pad=(pad0, pad1))
     weight = _depthwise(kernel * factor**2, x)
@@ -318,10 +320,12 @@ class _FIR(nn.Module):
         kernel = make_fir_kernel(fir_kernel).float() if fir else None
         self.register_buffer("kernel", kernel, persistent=False)
 
-    def _up(self, x: Tensor) -> Tensor:
+    def upsample(self, x: Tensor) -> Tensor:
+        """2x FIR (or nearest-neighbour) upsampling, no convolution."""
         return upsample_2d(x, self.kernel) if self.fir else _naive_upsample(x)
 
-    def _down(self, x: Tensor) -> Tensor:
+    def downsample(self, x: Tensor) -> Tensor:
+        """2x FIR (or average-pooling) downsampling, no convolution."""
         return downsample_2d(x, self.kernel) if self.fir else _naive_downsample(x)
 
 
@@ -355,7 +359,7 @@ class Upsample(_FIR):
     def forward(self, x: Tensor) -> Tensor:
         """``(B, in_ch, H, W)`` -> ``(B, out_ch, 2H, 2W)``."""
         if self.conv is None:
-            return self._up(x)
+            return self.upsample(x)
         if not self.fir:
             return self.conv(_naive_upsample(x))
         h = upsample_conv_2d(x, self.conv.weight, self.kernel)
@@ -388,7 +392,7 @@ class Downsample(_FIR):
     def forward(self, x: Tensor) -> Tensor:
         """``(B, in_ch, H, W)`` -> ``(B, out_ch, H/2, W/2)``."""
         if self.conv is None:
-            return self._down(x)
+            return self.downsample(x)
         if not self.fir:
             return self.conv(F.pad(x, (0, 1, 0, 1)))
         h = conv_downsample_2d(x, self.conv.weight, self.kernel)
@@ -482,9 +486,9 @@ class ResnetBlockBigGAN(_ResnetBlock):
         """``x`` ``(B, in_ch, H, W)``, activated ``temb`` ``(B, temb_dim)`` -> ``(B, out_ch, H', W')``."""
         h = norm_act(self.norm0, self.act, x)
         if self.up:
-            h, x = self.resample._up(h), self.resample._up(x)
+            h, x = self.resample.upsample(h), self.resample.upsample(x)
         elif self.down:
-            h, x = self.resample._down(h), self.resample._down(x)
+            h, x = self.resample.downsample(h), self.resample.downsample(x)
         h = self._second_half(self.conv0(h), temb)
         if self.shortcut is not None:
             x = self.shortcut(x)
