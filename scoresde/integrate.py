@@ -19,7 +19,7 @@ import torch
 
 from .types import Tensor
 
-__all__ = ["dopri5", "SolveStats"]
+__all__ = ["dopri5", "solve_ivp_host", "SolveStats"]
 
 # Butcher tableau of Dormand-Prince 5(4) (FSAL: the last stage is f at the new point).
 _C = (0.0, 1 / 5, 3 / 10, 4 / 5, 8 / 9, 1.0)
@@ -152,3 +152,33 @@ def _initial_step(f, t0: float, y0: Tensor, f0: Tensor, direction: float, interv
     else:
         h1 = (0.01 / max(d1, d2)) ** (1 / 5)
     return min(100 * h0, h1, interval)
+
+
+def solve_ivp_host(
+    func: Callable[[float, Tensor], Tensor],
+    y0: Tensor,
+    t0: float,
+    t1: float,
+    *,
+    rtol: float = 1e-5,
+    atol: float = 1e-5,
+    method: str = "RK45",
+) -> Tensor:
+    """Solve ``dy/dt = func(t, y)`` with ``scipy.integrate.solve_ivp`` (the reference path).
+
+    Same calling convention as :func:`dopri5`, but the state is flattened to float64 on the host
+    and copied back to ``y0``'s device and dtype at every evaluation. Returns ``y(t1)`` like
+    ``y0``; a failed solve raises ``RuntimeError``.
+    """
+    from scipy import integrate
+
+    def fun(t: float, y):
+        yt = torch.from_numpy(y).to(device=y0.device, dtype=y0.dtype).reshape(y0.shape)
+        return func(float(t), yt).reshape(-1).double().cpu().numpy()
+
+    sol = integrate.solve_ivp(fun, (t0, t1), y0.reshape(-1).double().cpu().numpy(),
+                              rtol=rtol, atol=atol, method=method)
+    if not sol.success:
+        raise RuntimeError(f"solve_ivp failed: {sol.message}")
+    y1 = torch.from_numpy(sol.y[:, -1].copy())
+    return y1.to(device=y0.device, dtype=y0.dtype).reshape(y0.shape)

@@ -21,10 +21,9 @@ import math
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
-import numpy as np
 import torch
 
-from .integrate import dopri5
+from .integrate import dopri5, solve_ivp_host
 from .sampling._common import CountingScore, full_time
 from .sampling.ode import probability_flow_drift
 from .sde import SDE
@@ -155,26 +154,12 @@ def likelihood(
     if solver == "rk45":
         y1, _ = dopri5(rhs, y0, eps, sde.T, rtol=rtol, atol=atol)
     else:
-        y1 = _solve_scipy(rhs, y0, eps, sde.T, rtol, atol)
+        y1 = solve_ivp_host(rhs, y0, eps, sde.T, rtol=rtol, atol=atol)
     z = y1[:, :D].reshape(shape)
     delta = y1[:, D]
     prior = sde.prior_logp(z)
     n_vjp = D if exact else n_probes
     return LikelihoodResult(prior + delta, z, prior, delta, counted.nfe, n_vjp)
-
-
-def _solve_scipy(rhs, y0: Tensor, t0: float, t1: float, rtol: float, atol: float) -> Tensor:
-    from scipy import integrate
-
-    def fun(t, y):
-        yt = torch.from_numpy(y).to(device=y0.device, dtype=y0.dtype).reshape(y0.shape)
-        return rhs(float(t), yt).reshape(-1).double().cpu().numpy()
-
-    sol = integrate.solve_ivp(fun, (t0, t1), y0.reshape(-1).double().cpu().numpy(),
-                              rtol=rtol, atol=atol, method="RK45")
-    if not sol.success:
-        raise RuntimeError(f"solve_ivp failed: {sol.message}")
-    return torch.from_numpy(np.ascontiguousarray(sol.y[:, -1])).to(y0.device, y0.dtype).reshape(y0.shape)
 
 
 def log_likelihood(

@@ -23,10 +23,9 @@ from __future__ import annotations
 
 from typing import Callable, Dict, Optional, Tuple
 
-import numpy as np
 import torch
 
-from ..integrate import dopri5
+from ..integrate import dopri5, solve_ivp_host
 from ..sde import SDE
 from ..types import ScoreFn, Shape, Tensor
 from ..utils import append_dims
@@ -160,26 +159,19 @@ def scipy_rk45_sampler(
 ) -> Tuple[Tensor, int]:
     """Reference solver: ``scipy.integrate.solve_ivp`` on the flattened batch in float64 on
     the host (the state is copied to the host at every evaluation). Returns samples and NFE."""
-    from scipy import integrate
-
     shape, _ = check_sampler_args(sde, shape, 1, eps, x_T)
     counted = CountingScore(score_fn)
     drift = probability_flow_drift(counted, sde)
     x = init_state(sde, shape, x_T, generator, device, dtype)
     bar = progress_bar(None, progress, "ODE (scipy)")
 
-    def fun(t: float, y: np.ndarray) -> np.ndarray:
-        xt = torch.from_numpy(y).to(device=x.device, dtype=x.dtype).reshape(shape)
+    def func(t: float, y: Tensor) -> Tensor:
         bar.update()
         bar.set_postfix(t=f"{t:.4f}", nfe=counted.nfe + 1)
-        return drift(xt, full_time(t, xt)).reshape(-1).double().cpu().numpy()
+        return drift(y, full_time(t, y))
 
-    y0 = x.reshape(-1).double().cpu().numpy()
-    sol = integrate.solve_ivp(fun, (sde.T, eps), y0, rtol=rtol, atol=atol, method=solver)
+    x = solve_ivp_host(func, x, sde.T, eps, rtol=rtol, atol=atol, method=solver)
     bar.close()
-    if not sol.success:
-        raise RuntimeError(f"solve_ivp failed: {sol.message}")
-    x = torch.from_numpy(sol.y[:, -1]).to(device=x.device, dtype=x.dtype).reshape(shape)
     return _finish(counted, sde, x, eps, denoise)
 
 
