@@ -1,5 +1,6 @@
 """scoresde: score-based generative modeling in continuous time (Song et al., ICLR 2021)."""
 from . import toy
+from .guidance import classifier_free_guidance, classifier_guidance, colorize, inpaint
 from .likelihood import bits_per_dim, likelihood, log_likelihood
 from .losses import ddpm_loss, discrete_dsm_loss, dsm_loss, smld_loss
 from .models.adapter import get_cond_score_fn, get_score_fn
@@ -26,5 +27,9 @@ __all__ = [
     "bits_per_dim",
     "get_score_fn",
     "get_cond_score_fn",
+    "classifier_guidance",
+    "classifier_free_guidance",
+    "inpaint",
+    "colorize",
     "toy",
 ]

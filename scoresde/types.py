@@ -13,5 +13,9 @@ Tensor = torch.Tensor
 ScoreFn = Callable[[Tensor, Tensor], Tensor]
 """``score_fn(x, t) -> Tensor``: ``x`` ``(B, *D)``, ``t`` ``(B,)``; returns ``(B, *D)``."""
 
+Constraint = Callable[[Tensor, Tensor], Tensor]
+"""``constraint(x, t) -> Tensor``: maps a state ``x`` ``(B, *D)`` at times ``t`` ``(B,)`` to one that
+satisfies a constraint at ``t`` (e.g. inpainting's replacement of the known pixels)."""
+
 Shape = Union[Tuple[int, ...], torch.Size]
 Device = Union[str, torch.device, None]

@@ -27,7 +27,7 @@ import torch
 
 from ..integrate import dopri5, solve_ivp_host
 from ..sde import SDE
-from ..types import ScoreFn, Shape, Tensor
+from ..types import Constraint, ScoreFn, Shape, Tensor
 from ..utils import append_dims
 from ._common import (
     CountingScore,
@@ -178,19 +178,27 @@ def scipy_rk45_sampler(
 def _fixed_step_ode(
     step: Callable, name: str, score_fn: ScoreFn, sde: SDE, shape: Shape, steps: Optional[int],
     eps: float, denoise: bool, x_T, generator, device, dtype, progress: bool,
+    constraint: Optional[Constraint] = None,
 ) -> Tuple[Tensor, int]:
     shape, steps = check_sampler_args(sde, shape, steps, eps, x_T)
     counted = CountingScore(score_fn)
     drift = probability_flow_drift(counted, sde)
     x = init_state(sde, shape, x_T, generator, device, dtype)
+    if constraint is not None:
+        x = constraint(x, full_time(sde.T, x))
     grid = uniform_grid(sde.T, eps, steps + 1)
     bar = progress_bar(steps, progress, f"ODE ({name})")
     for t_cur, t_next in zip(grid[:-1], grid[1:]):
         x = step(drift, x, t_cur, t_next)
+        if constraint is not None:
+            x = constraint(x, full_time(t_next, x))
         bar.update()
         bar.set_postfix(t=f"{t_next:.4f}", nfe=counted.nfe)
     bar.close()
-    return _finish(counted, sde, x, eps, denoise)
+    x, nfe = _finish(counted, sde, x, eps, denoise)
+    if constraint is not None and denoise:
+        x = constraint(x, full_time(0.0, x))
+    return x, nfe
 
 
 def _euler_step(drift, x: Tensor, t_cur: float, t_next: float) -> Tensor:
@@ -212,10 +220,14 @@ def euler_sampler(
     score_fn: ScoreFn, sde: SDE, shape: Shape, *, steps: Optional[int] = None, eps: float = 1e-3,
     denoise: bool = True, x_T: Optional[Tensor] = None, generator: Optional[torch.Generator] = None,
     device=None, dtype: Optional[torch.dtype] = None, progress: bool = False,
+    constraint: Optional[Constraint] = None,
 ) -> Tuple[Tensor, int]:
-    """Euler's method on the probability-flow ODE, ``steps`` steps (NFE = steps + denoise)."""
+    """Euler's method on the probability-flow ODE, ``steps`` steps (NFE = steps + denoise).
+
+    ``constraint(x, t) -> x``, if given, is applied to the initial state, after every step and
+    to the denoised output (see :func:`scoresde.sampling.pc_sampler`)."""
     return _fixed_step_ode(_euler_step, "euler", score_fn, sde, shape, steps, eps, denoise,
-                           x_T, generator, device, dtype, progress)
+                           x_T, generator, device, dtype, progress, constraint)
 
 
 @torch.no_grad()
@@ -223,10 +235,14 @@ def heun_sampler(
     score_fn: ScoreFn, sde: SDE, shape: Shape, *, steps: Optional[int] = None, eps: float = 1e-3,
     denoise: bool = True, x_T: Optional[Tensor] = None, generator: Optional[torch.Generator] = None,
     device=None, dtype: Optional[torch.dtype] = None, progress: bool = False,
+    constraint: Optional[Constraint] = None,
 ) -> Tuple[Tensor, int]:
-    """Heun's method (explicit trapezoidal rule), ``steps`` steps (NFE = 2 steps + denoise)."""
+    """Heun's method (explicit trapezoidal rule), ``steps`` steps (NFE = 2 steps + denoise).
+
+    ``constraint(x, t) -> x``, if given, is applied to the initial state, after every step (not
+    to the intermediate Euler point) and to the denoised output."""
     return _fixed_step_ode(_heun_step, "heun", score_fn, sde, shape, steps, eps, denoise,
-                           x_T, generator, device, dtype, progress)
+                           x_T, generator, device, dtype, progress, constraint)
 
 
 @torch.no_grad()
@@ -245,6 +261,7 @@ def ddim_sampler(
     device=None,
     dtype: Optional[torch.dtype] = None,
     progress: bool = False,
+    constraint: Optional[Constraint] = None,
 ) -> Tuple[Tensor, int]:
     """DDIM (Song, Meng & Ermon 2021, Eq. 12) in the ``(alpha, sigma)`` form of any SDE.
 
@@ -259,6 +276,8 @@ def ddim_sampler(
             the continuous kernel (``False``).
         eta: 0 for the deterministic sampler, 1 for the ancestral sampler's posterior variance.
         denoise: unused: the last DDIM step already lands noise-free on ``x0``.
+        constraint: ``constraint(x, t) -> x`` applied to the initial state and after every
+            step, at the time reached (``t = 0`` after the last one).
     Returns:
         samples and NFE (= ``steps``).
     """
@@ -268,6 +287,8 @@ def ddim_sampler(
     counted = CountingScore(score_fn)
     coeffs = sde.discrete_marginal_coeffs if discrete else sde.marginal_coeffs
     x = init_state(sde, shape, x_T, generator, device, dtype)
+    if constraint is not None:
+        x = constraint(x, full_time(sde.T, x))
     pairs = step_pairs(uniform_grid(sde.T, eps, steps))
     bar = progress_bar(steps, progress, "DDIM")
     for k, (t_cur, t_next) in enumerate(pairs):
@@ -285,6 +306,8 @@ def ddim_sampler(
             x = append_dims(alpha_s, x.ndim) * x0 + append_dims((sigma_s**2 - c2).clamp(min=0).sqrt(), x.ndim) * eps_hat
             if eta > 0:
                 x = x + append_dims(c2.sqrt(), x.ndim) * noise_like(x, generator)
+        if constraint is not None:
+            x = constraint(x, full_time(t_next, x))
         bar.update()
         bar.set_postfix(t=f"{t_cur:.4f}", nfe=counted.nfe)
     bar.close()

@@ -24,7 +24,7 @@ from typing import Callable, Dict, Optional, Tuple
 import torch
 
 from ..sde import SDE
-from ..types import ScoreFn, Shape, Tensor
+from ..types import Constraint, ScoreFn, Shape, Tensor
 from ..utils import append_dims, check_choice
 from ._common import (
     CountingScore,
@@ -171,6 +171,7 @@ def pc_sampler(
     device=None,
     dtype: Optional[torch.dtype] = None,
     progress: bool = False,
+    constraint: Optional[Constraint] = None,
 ) -> Tuple[Tensor, int]:
     """Predictor-corrector sampling (Alg. 1): at each time of ``linspace(T, eps, steps)``, run
     the corrector then the predictor, which moves to the next time (the last one to ``t = 0``).
@@ -191,6 +192,12 @@ def pc_sampler(
         generator: random number generator for the prior and all noise.
         device, dtype: of the samples (default: ``x_T``'s, else the generator's device, float32).
         progress: show a tqdm bar.
+        constraint: ``constraint(x, t) -> x`` applied to the initial state (at ``T``), after
+            every corrector and predictor step (at the time the state has reached; the last
+            predictor step's result is the output) and to the returned samples (at ``t = 0``,
+            or ``eps`` without a predictor): the hook of controllable generation, e.g. the
+            replacement of known pixels in :func:`scoresde.inpaint` (Song et al. 2021,
+            App. I). ``None`` leaves the sampler unchanged.
     Returns:
         samples ``(B, *D)`` and the exact number of score evaluations (NFE).
     """
@@ -207,6 +214,8 @@ def pc_sampler(
     predictor_fn, corrector_fn = PREDICTORS[predictor], CORRECTORS[corrector]
     counted = CountingScore(score_fn)
     x = init_state(sde, shape, x_T, generator, device, dtype)
+    if constraint is not None:
+        x = constraint(x, full_time(sde.T, x))
     x_mean = x
     use_table = steps == sde.N
     pairs = step_pairs(uniform_grid(sde.T, eps, steps))
@@ -217,12 +226,20 @@ def pc_sampler(
         dt_arg = None if use_table else dt
         if corrector_fn is not None and n_corrector_steps > 0:
             x, x_mean = corrector_fn(counted, sde, x, t, dt_arg, snr, n_corrector_steps, generator)
+            if constraint is not None:
+                x = constraint(x, t)
         if predictor_fn is not None:
             last = k == len(pairs) - 1
             x, x_mean = predictor_fn(
                 counted, sde, x, t, dt, dt_arg, generator, add_noise=not (last and denoise)
             )
+            if constraint is not None and not last:
+                x = constraint(x, full_time(t_next, x))
         bar.update()
         bar.set_postfix(t=f"{t_cur:.4f}", nfe=counted.nfe)
     bar.close()
-    return (x_mean if denoise else x), counted.nfe
+    x = x_mean if denoise else x
+    if constraint is not None:
+        # The output is at t = 0 after a predictor step, at eps after a corrector-only run.
+        x = constraint(x, full_time(0.0 if predictor_fn is not None else eps, x))
+    return x, counted.nfe
