@@ -21,6 +21,8 @@ def get_default_config() -> ml_collections.ConfigDict:
     training.keep_every = 0  # 0: keep only the last keep_last checkpoints
     training.snapshot_sampling = True
     training.eps = 1e-5  # smallest training time
+    training.objective = "score"  # score | classifier (noise-conditional, for classifier guidance)
+    training.label_dropout = 0.0  # conditional score models: P(label -> null label), for CFG
 
     config.sampling = sampling = ml_collections.ConfigDict()
     sampling.method = "pc"  # pc | ode
@@ -52,6 +54,7 @@ def get_default_config() -> ml_collections.ConfigDict:
     config.model = model = ml_collections.ConfigDict()
     model.name = "ddpmpp_cifar"
     model.ema_rate = 0.9999
+    model.num_classes = 0  # > 0: class-conditional score model, or the classifier's classes
     model.sigma_min = 0.01
     model.sigma_max = 50.0
     model.beta_min = 0.1

@@ -3,7 +3,7 @@ from . import toy
 from .guidance import classifier_free_guidance, classifier_guidance, colorize, inpaint
 from .likelihood import bits_per_dim, likelihood, log_likelihood
 from .losses import ddpm_loss, discrete_dsm_loss, dsm_loss, smld_loss
-from .models.adapter import get_cond_score_fn, get_score_fn
+from .models.adapter import get_cond_score_fn, get_log_prob_fn, get_score_fn
 from .sampling import decode, encode, sample
 from .sde import SDE, ReverseSDE, SubVPSDE, VESDE, VPSDE
 
@@ -27,6 +27,7 @@ __all__ = [
     "bits_per_dim",
     "get_score_fn",
     "get_cond_score_fn",
+    "get_log_prob_fn",
     "classifier_guidance",
     "classifier_free_guidance",
     "inpaint",

@@ -21,7 +21,7 @@ from .likelihood import bits_per_dim, log_likelihood
 
 
 def cli(argv=None) -> int:
-    from .train import load_run, make_dataset
+    from .train import load_run, make_dataset, objective
 
     parser = argparse.ArgumentParser(prog="python -m scoresde.evaluate", description=__doc__.split("\n")[0])
     parser.add_argument("--workdir", required=True, help="run directory written by scoresde.train")
@@ -42,7 +42,10 @@ def cli(argv=None) -> int:
                                             device=args.device)
         from .models import get_score_fn
 
-        data, is_images = make_dataset(config, args.split)
+        if objective(config) == "classifier":
+            raise UsageError(f"{args.workdir} holds a noise-conditional classifier, not a score model: "
+                             "evaluate a score model's run")
+        data, _, is_images = make_dataset(config, args.split)
         limit = args.max_examples or config.eval.max_examples or len(data)
         data = data[:limit]
         batch = args.batch_size or config.eval.batch_size

@@ -24,13 +24,17 @@ Writing ``eps_theta = -sigma s_theta``, ``sigma^2 = 1 - bar alpha`` and ``beta_i
 so the sum over ``i`` is ``1/2 int g^2 || . ||^2 dt``: the ``"g2"`` weighting is DDPM's true
 ELBO weighting, while DDPM's ``L_simple`` (all weights set equal) is the ``"sigma2"`` weighting.
 
+**Noise-conditional classifiers** (Song et al. 2021, App. I.1): :func:`classifier_loss_terms`
+is the cross entropy ``-log p_t(y | x_t)`` at the same ``x_t``, the objective of the
+classifier that :func:`scoresde.classifier_guidance` uses.
+
 Losses see only a score function ``score_fn(x, t)``; :func:`scoresde.get_score_fn` turns a
 network (epsilon, score or x0 parameterization) into one.
 """
 from __future__ import annotations
 
 import math
-from typing import Optional, Tuple
+from typing import Callable, Optional, Tuple
 
 import torch
 
@@ -48,6 +52,7 @@ __all__ = [
     "ddpm_loss",
     "smld_loss",
     "importance_sample_time",
+    "classifier_loss_terms",
 ]
 
 WEIGHTINGS = ("sigma2", "g2")
@@ -96,6 +101,33 @@ def dsm_loss_terms(
     x_t = mean + append_dims(sigma, x0.ndim) * z
     residual = append_dims(sigma, x0.ndim) * score_fn(x_t, t) + z
     return _lambda_over_sigma2(sde, t, sigma, weighting) * REDUCTIONS[reduce](residual**2)
+
+
+def classifier_loss_terms(
+    log_prob_fn: Callable[[Tensor, Tensor], Tensor],
+    sde: SDE,
+    x0: Tensor,
+    y: Tensor,
+    t: Tensor,
+    z: Tensor,
+) -> Tensor:
+    """Per-example cross entropy ``-log p_t(y | x_t)`` of a noise-conditional classifier at
+    ``x_t = alpha(t) x0 + sigma(t) z`` (Song et al. 2021, App. I.1).
+
+    Args:
+        log_prob_fn: ``log_prob_fn(x, t) -> (B, C)`` class log-probabilities
+            (:func:`scoresde.models.get_log_prob_fn`).
+        sde: the forward SDE whose kernel perturbs the data.
+        x0: clean data ``(B, *D)``.
+        y: class labels ``(B,)`` (long).
+        t: times ``(B,)``.
+        z: standard normal noise like ``x0``.
+    Returns:
+        ``(B,)`` losses in nats.
+    """
+    mean, sigma = sde.marginal_prob(x0, t)
+    x_t = mean + append_dims(sigma, x0.ndim) * z
+    return -log_prob_fn(x_t, t).gather(1, y.long()[:, None]).squeeze(1)
 
 
 def importance_sample_time(

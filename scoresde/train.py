@@ -40,15 +40,15 @@ from .checkpointing import (
     save_checkpoint,
 )
 from .config import UsageError, apply_overrides, load_config, split_overrides, to_json
-from .losses import discrete_dsm_loss_terms, dsm_loss_terms, importance_sample_time
-from .models import ExponentialMovingAverage, get_model, get_score_fn
+from .losses import classifier_loss_terms, discrete_dsm_loss_terms, dsm_loss_terms, importance_sample_time
+from .models import ExponentialMovingAverage, get_cond_score_fn, get_log_prob_fn, get_model, get_score_fn
 from .plotting import save_image_grid, scatter_png
 from .sampling import ODE_METHODS, pc_sampler
 from .sde import SDE, SubVPSDE, VESDE, VPSDE
 from .types import Tensor
 
 __all__ = ["main", "make_sde", "make_model", "make_optimizer", "make_dataset", "make_sampler", "data_shape",
-           "draw_samples", "load_run", "cli"]
+           "draw_samples", "sample_kwargs", "load_run", "num_classes", "objective", "OBJECTIVES", "cli"]
 
 SDES: Dict[str, Callable[[ml_collections.ConfigDict], SDE]] = {
     "vpsde": lambda m: VPSDE(beta_min=m.beta_min, beta_max=m.beta_max, N=m.num_scales),
@@ -68,10 +68,39 @@ def make_sde(config: ml_collections.ConfigDict) -> SDE:
 def make_model(config: ml_collections.ConfigDict) -> torch.nn.Module:
     kwargs = config.model.kwargs.to_dict() if "kwargs" in config.model else {}
     kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()}
+    if num_classes(config):
+        kwargs["num_classes"] = num_classes(config)
     try:
         return get_model(config.model.name, **kwargs)
     except (ValueError, TypeError) as exc:
         raise UsageError(f"cannot build model {config.model.name!r}: {exc}") from None
+
+
+#: What a run trains: a score model (DSM) or a noise-conditional classifier (cross entropy).
+OBJECTIVES = ("score", "classifier")
+
+
+def num_classes(config: ml_collections.ConfigDict) -> int:
+    """``model.num_classes`` (0: unconditional; runs written before the key existed have 0)."""
+    return int(config.model.get("num_classes", 0))
+
+
+def objective(config: ml_collections.ConfigDict) -> str:
+    """``training.objective``, checked: ``"score"`` (the default) or ``"classifier"``."""
+    name = config.training.get("objective", "score")
+    if name not in OBJECTIVES:
+        raise UsageError(f"unknown training.objective {name!r}; valid: {', '.join(OBJECTIVES)}")
+    tc, classes = config.training, num_classes(config)
+    if name == "classifier" and classes < 2:
+        raise UsageError("training.objective='classifier' needs model.num_classes >= 2 (the classes to predict)")
+    if name == "classifier" and (not tc.continuous or tc.importance_sampling):
+        raise UsageError("training.objective='classifier' trains at t ~ U(eps, T): set "
+                         "training.continuous=true and training.importance_sampling=false")
+    dropout = tc.get("label_dropout", 0.0)
+    if not 0.0 <= dropout < 1.0 or (dropout > 0 and (name != "score" or classes == 0)):
+        raise UsageError(f"training.label_dropout={dropout} must lie in [0, 1) and needs a "
+                         "class-conditional score model (model.num_classes > 0)")
+    return name
 
 
 def make_optimizer(config: ml_collections.ConfigDict, params) -> torch.optim.Optimizer:
@@ -81,26 +110,30 @@ def make_optimizer(config: ml_collections.ConfigDict, params) -> torch.optim.Opt
                             eps=config.optim.eps, weight_decay=config.optim.weight_decay)
 
 
-def make_dataset(config: ml_collections.ConfigDict, split: str = "train") -> Tuple[Tensor, bool]:
+def make_dataset(config: ml_collections.ConfigDict, split: str = "train") -> Tuple[Tensor, Optional[Tensor], bool]:
     """The whole split in memory: uint8 images ``(N, C, H, W)`` or float toy points ``(N, D)``.
 
     ``data.dataset`` is a name of :data:`scoresde.data.DATASETS`, ``"toy:<preset>"`` (a
     :mod:`scoresde.toy` distribution, ``data.n_train`` samples) or ``"synthetic"`` (random
     uint8 images of the configured shape, for benchmarks and smoke tests).
 
-    Returns the tensor and whether it holds images.
+    Returns the tensor, the class labels ``(N,)`` (the component of a toy mixture; ``None``
+    for data without classes) and whether it holds images.
     """
     name = config.data.dataset
     if name == "synthetic":  # random images of the config's shape: benchmarks and smoke tests
         g = torch.Generator().manual_seed(config.seed + (0 if split == "train" else 1))
         shape = (config.data.n_train or 1024, config.data.num_channels, config.data.image_size,
                  config.data.image_size)
-        return torch.randint(0, 256, shape, generator=g, dtype=torch.uint8), True
+        return torch.randint(0, 256, shape, generator=g, dtype=torch.uint8), None, True
     if name.startswith("toy:"):
         dist = toy.get_toy(name[4:])
         n = config.data.n_train or 20000
-        seed = config.seed + (0 if split == "train" else 1)
-        return dist.sample(n, generator=torch.Generator().manual_seed(seed)), False
+        generator = torch.Generator().manual_seed(config.seed + (0 if split == "train" else 1))
+        if isinstance(dist, toy.GaussianMixture):
+            x, labels = dist.sample(n, generator=generator, return_labels=True)
+            return x, labels, False
+        return dist.sample(n, generator=generator), None, False
     try:
         dataset = data_lib.load_dataset(name, root=config.data.root or None, split=split,
                                         download=config.data.download)
@@ -112,7 +145,7 @@ def make_dataset(config: ml_collections.ConfigDict, split: str = "train") -> Tup
     size = config.data.image_size
     if size and tuple(images.shape[-2:]) != (size, size):
         images = data_lib.resize(images, size)
-    return images, True
+    return images, dataset.labels, True
 
 
 def data_shape(config: ml_collections.ConfigDict) -> Tuple[int, ...]:
@@ -141,10 +174,25 @@ def make_sampler(config: ml_collections.ConfigDict) -> Callable:
 
 
 def draw_samples(model: torch.nn.Module, sde: SDE, config: ml_collections.ConfigDict, shape,
-                 seed: int, device: torch.device) -> Tuple[Tensor, int]:
-    """Samples from ``model`` with the config's sampler (a fixed seed gives comparable grids)."""
+                 seed: int, device: torch.device, y: Optional[Tensor] = None) -> Tuple[Tensor, int]:
+    """Samples from ``model`` with the config's sampler (a fixed seed gives comparable grids);
+    ``y`` ``(B,)``: class labels of a class-conditional model."""
     generator = torch.Generator(device=device).manual_seed(seed)
-    return make_sampler(config)(get_score_fn(model, sde), sde, shape, generator)
+    return make_sampler(config)(get_score_fn(model, sde, y=y), sde, shape, generator)
+
+
+def sample_kwargs(config: ml_collections.ConfigDict) -> Dict[str, object]:
+    """The config's sampler as keyword arguments of :func:`scoresde.sample` (and of
+    :func:`scoresde.inpaint` / :func:`scoresde.colorize`), the same choice as :func:`make_sampler`."""
+    s = config.sampling
+    none = lambda v: None if v in ("none", "None", "") else v  # noqa: E731
+    kwargs = dict(pc=s.method == "pc", steps=s.steps or None, eps=s.eps, denoise=s.noise_removal)
+    if s.method == "pc":
+        kwargs.update(predictor=none(s.predictor), corrector=none(s.corrector), snr=s.snr,
+                      n_corrector_steps=s.n_steps_each)
+    else:
+        kwargs.update(method=s.ode_method)
+    return kwargs
 
 
 def load_run(workdir: str, *, checkpoint: Optional[str] = None, ema: bool = True,
@@ -245,14 +293,24 @@ def main(config: ml_collections.ConfigDict, workdir: str, *, device: Optional[st
     is_main = rank == 0
     log = (lambda *a: print(*a, flush=True)) if (is_main and not quiet) else (lambda *a: None)
     tc = config.training
+    task = objective(config)  # "score" or "classifier"
+    classes = num_classes(config)
     if tc.batch_size % world:
         raise UsageError(f"training.batch_size={tc.batch_size} must be divisible by the {world} processes")
     ckpt_dir = os.path.join(workdir, "checkpoints")
     sample_dir = os.path.join(workdir, "samples")
 
-    # Data: the whole split in memory, one global batch per step, the same order on every rank.
-    dataset, is_images = make_dataset(config, "train")
-    batches = data_lib.InfiniteBatches(dataset, tc.batch_size,
+    # Data: the whole split in memory, one global batch per step, the same order on every rank;
+    # with the class labels for a classifier or a class-conditional score model.
+    dataset, labels, is_images = make_dataset(config, "train")
+    use_labels = task == "classifier" or classes > 0
+    if use_labels and labels is None:
+        raise UsageError(f"data.dataset={config.data.dataset!r} has no class labels; a classifier or a "
+                         "class-conditional model (model.num_classes > 0) needs labelled data")
+    if use_labels and int(labels.max()) >= classes:
+        raise UsageError(f"the data has labels up to {int(labels.max())}: set model.num_classes to at "
+                         f"least {int(labels.max()) + 1} (got {classes})")
+    batches = data_lib.InfiniteBatches((dataset, labels) if use_labels else dataset, tc.batch_size,
                                        generator=torch.Generator().manual_seed(config.seed))
     # Randomness of each step (flips, t, z), drawn for the global batch on every rank.
     noise_gen = torch.Generator(device=device).manual_seed(config.seed + 1)
@@ -295,15 +353,29 @@ def main(config: ml_collections.ConfigDict, workdir: str, *, device: Optional[st
         with open(os.path.join(workdir, "config.json"), "w") as f:
             f.write(to_json(config))
 
-    # The loss: continuous DSM (sigma^2 or g^2 weighting) or the discrete DDPM / SMLD loss.
+    # The loss: continuous DSM (sigma^2 or g^2 weighting) or the discrete DDPM / SMLD loss of
+    # a score model; the cross entropy of a noise-conditional classifier.
     weighting = "g2" if tc.likelihood_weighting else "sigma2"
     reduce = "mean" if tc.reduce_mean else "sum"
-    score_fn = get_score_fn(train_model, sde, train=True)
     local = slice(rank * (tc.batch_size // world), (rank + 1) * (tc.batch_size // world))
+    if task == "classifier":
+        log_prob_fn = get_log_prob_fn(train_model, sde, train=True)
+    else:
+        cond_score_fn = get_cond_score_fn(train_model, sde, train=True)
 
-    def step_loss(x: Tensor) -> Tensor:
+    def step_loss(x: Tensor, y: Optional[Tensor]) -> Tensor:
         B = x.shape[0]
         z = torch.randn(x.shape, generator=noise_gen, device=device, dtype=x.dtype)
+        if task == "classifier":
+            # Cross entropy -log p_t(y | x_t) at x_t ~ p_0t(x_t | x_0), t ~ U(eps, T) (App. I.1).
+            t = tc.eps + (sde.T - tc.eps) * torch.rand(B, generator=noise_gen, device=device, dtype=x.dtype)
+            return classifier_loss_terms(log_prob_fn, sde, x[local], y[local], t[local], z[local]).mean()
+        if y is not None:
+            # Class-conditional model: each label becomes the null label (num_classes) with
+            # probability training.label_dropout, so one network learns s(x, t, y) and s(x, t).
+            dropped = torch.rand(B, generator=noise_gen, device=device) < tc.label_dropout
+            y = torch.where(dropped, torch.full_like(y, classes), y)[local]
+        score_fn = lambda x_t, t: cond_score_fn(x_t, t, y)  # noqa: E731  (y=None: unconditional)
         if not tc.continuous:
             i = torch.randint(0, sde.N, (B,), generator=noise_gen, device=device)
             return discrete_dsm_loss_terms(score_fn, sde, x[local], i[local], z[local], reduce=reduce).mean()
@@ -316,12 +388,15 @@ def main(config: ml_collections.ConfigDict, workdir: str, *, device: Optional[st
         return dsm_loss_terms(score_fn, sde, x[local], t[local], z[local], weighting=weighting,
                               reduce=reduce).mean()
 
-    def prepare(batch: Tensor) -> Tensor:
-        batch = batch.to(device)
+    def prepare(batch) -> Tuple[Tensor, Optional[Tensor]]:
+        """Images in the model's range (randomly flipped) or toy points, and labels or None."""
+        x, y = batch if use_labels else (batch, None)
+        x = x.to(device)
+        y = y.to(device) if y is not None else None
         if not is_images:
-            return batch.float()
-        x = data_lib.to_model_range(batch, centered=config.data.centered)
-        return data_lib.random_flip(x, generator=noise_gen) if config.data.random_flip else x
+            return x.float(), y
+        x = data_lib.to_model_range(x, centered=config.data.centered)
+        return (data_lib.random_flip(x, generator=noise_gen) if config.data.random_flip else x), y
 
     def save(step: int) -> None:
         if not is_main:
@@ -334,13 +409,15 @@ def main(config: ml_collections.ConfigDict, workdir: str, *, device: Optional[st
         prune_checkpoints(ckpt_dir, tc.keep_last, tc.keep_every)
 
     def snapshot_samples(step: int) -> None:
-        if not (is_main and tc.snapshot_sampling):
+        if not (is_main and tc.snapshot_sampling) or task == "classifier":
             return
         ema.store(model.parameters())
         ema.copy_to(model.parameters())
         try:
-            shape = (config.sampling.n_samples,) + data_shape(config)
-            x, nfe = draw_samples(model, sde, config, shape, seed=config.seed, device=device)
+            n = config.sampling.n_samples
+            shape = (n,) + data_shape(config)
+            y = torch.arange(n, device=device) % classes if classes else None  # a row per class
+            x, nfe = draw_samples(model, sde, config, shape, seed=config.seed, device=device, y=y)
             path = os.path.join(sample_dir, f"samples_{step}.png")
             save_samples(x.cpu(), is_images, config, path)
             log(f"step {step}: wrote {path} ({nfe} score evaluations)")
@@ -355,10 +432,11 @@ def main(config: ml_collections.ConfigDict, workdir: str, *, device: Optional[st
     start_time, start_step, running = time.perf_counter(), step, []
     with _StopFlag() as stop:
         while step < tc.n_iters:
-            # One step of denoising score matching on this rank's slice of the global batch.
-            x = prepare(next(batches))
+            # One step of denoising score matching (or classifier training) on this rank's
+            # slice of the global batch.
+            x, y = prepare(next(batches))
             with autocast:
-                loss = step_loss(x)
+                loss = step_loss(x, y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             # Learning-rate warm-up and gradient clipping (score_sde's optimization_manager).

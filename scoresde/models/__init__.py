@@ -6,7 +6,9 @@ Networks (all return the raw output; :func:`get_score_fn` turns it into a score)
   :func:`ddpmpp_cifar`, :func:`ddpmpp_deep_cifar`, :func:`ncsnpp_cifar`,
   :func:`ncsnpp_deep_cifar`;
 * :class:`DDPM` — the U-Net of Ho et al. (2020), preset :func:`ddpm_cifar`;
-* :class:`MLP`, :class:`ResidualMLP` — time-conditioned networks for vector data ``(B, D)``.
+* :class:`MLP`, :class:`ResidualMLP` — time-conditioned networks for vector data ``(B, D)``;
+* :class:`NoiseConditionalClassifier` — a time-conditioned image classifier ``p_t(y | x)``
+  for classifier guidance (:func:`get_log_prob_fn` gives its log-probabilities).
 
 Pick one by name from :data:`MODELS` with :func:`get_model`.
 """
@@ -16,13 +18,14 @@ from typing import Callable, Dict
 
 from torch import nn
 
-from .adapter import PARAMETERIZATIONS, TIME_LABELS, get_cond_score_fn, get_score_fn
+from .adapter import PARAMETERIZATIONS, TIME_LABELS, get_cond_score_fn, get_log_prob_fn, get_score_fn
 from .checkpoints import (
     SCORE_SDE_CONFIGS,
     convert_score_sde_state_dict,
     load_score_sde_checkpoint,
     score_sde_key_map,
 )
+from .classifier import NoiseConditionalClassifier
 from .ddpm import DDPM, ddpm_cifar
 from .ema import ExponentialMovingAverage
 from .mlp import MLP, ResidualMLP
@@ -35,6 +38,7 @@ __all__ = [
     "DDPM",
     "MLP",
     "ResidualMLP",
+    "NoiseConditionalClassifier",
     "ddpmpp_cifar",
     "ddpmpp_deep_cifar",
     "ncsnpp_cifar",
@@ -42,6 +46,7 @@ __all__ = [
     "ddpm_cifar",
     "get_score_fn",
     "get_cond_score_fn",
+    "get_log_prob_fn",
     "PARAMETERIZATIONS",
     "TIME_LABELS",
     "ExponentialMovingAverage",
@@ -57,6 +62,7 @@ MODELS: Dict[str, Callable[..., nn.Module]] = {
     "ddpm": DDPM,
     "mlp": MLP,
     "resmlp": ResidualMLP,
+    "classifier": NoiseConditionalClassifier,
     "ddpmpp_cifar": ddpmpp_cifar,
     "ddpmpp_deep_cifar": ddpmpp_deep_cifar,
     "ncsnpp_cifar": ncsnpp_cifar,

@@ -36,6 +36,7 @@ __all__ = [
     "CondScoreFn",
     "get_score_fn",
     "get_cond_score_fn",
+    "get_log_prob_fn",
 ]
 
 CondScoreFn = Callable[[Tensor, Tensor, Optional[Tensor]], Tensor]
@@ -176,6 +177,31 @@ def get_cond_score_fn(
         return to_score(out, x, alpha, sigma)
 
     return cond_score_fn
+
+
+def get_log_prob_fn(
+    model: Callable,
+    sde: SDE,
+    *,
+    time_label: Optional[str] = None,
+    train: bool = False,
+) -> Callable[[Tensor, Tensor], Tensor]:
+    """The class log-probabilities ``log_prob_fn(x, t) -> (B, C)`` of a noise-conditional
+    classifier ``model(x, label) -> logits`` (:class:`~scoresde.models.NoiseConditionalClassifier`),
+    for :func:`scoresde.classifier_guidance`.
+
+    The time label is computed exactly as for score networks (:data:`TIME_LABELS`, default
+    ``model.time_label``); ``train`` as in :func:`get_score_fn`.
+    """
+    to_label = TIME_LABELS[_model_attr(model, "time_label", time_label, TIME_LABELS)]
+
+    def log_prob_fn(x: Tensor, t: Tensor) -> Tensor:
+        label, _, _ = to_label(sde, t)
+        with _mode(model, train):
+            logits = model(x, label)
+        return torch.log_softmax(logits, dim=-1)
+
+    return log_prob_fn
 
 
 def get_score_fn(
