@@ -46,7 +46,7 @@ from .sampling import sample
 from .sampling._common import noise_like
 from .sde import SDE
 from .types import Constraint, ScoreFn, Tensor
-from .utils import append_dims, check_choice, check_data
+from .utils import append_dims, check_data
 
 __all__ = [
     "LogProbFn",
@@ -208,8 +208,12 @@ def _check_sample_kwargs(sample_kwargs: dict, pc: bool, method: str) -> None:
                 f"predictor={predictor!r} has no constraint hook; inpaint with a PC predictor "
                 "('euler_maruyama', 'reverse_diffusion', 'ancestral') or pc=False"
             )
-    else:
-        check_choice("method (the ODE solvers with a constraint hook)", method, INPAINT_ODE_METHODS)
+    elif method not in INPAINT_ODE_METHODS:
+        raise ValueError(
+            f"inpainting with the probability-flow ODE (pc=False) needs a fixed-step solver with "
+            f"the constraint hook: method must be one of {', '.join(map(repr, INPAINT_ODE_METHODS))}; "
+            f"got method={method!r}"
+        )
 
 
 def inpaint(

@@ -210,7 +210,7 @@ def test_inpainting_ve_and_float32():
     (dict(mask=torch.tensor([0.5, 1.0])), "mask must hold 0 / 1"),
     (dict(mask=torch.ones(3)), "mask must have the shape of data"),
     (dict(mask=[1, 0]), "mask must be a tensor"),
-    (dict(pc=False, method="rk45"), "valid values are: 'euler', 'heun', 'ddim'"),
+    (dict(pc=False, method="rk45"), "must be one of 'euler', 'heun', 'ddim'; got method='rk45'"),
     (dict(predictor="adaptive", corrector=None), "has no constraint hook"),
     (dict(x_T=torch.zeros(2, 2)), "x_T is set by inpainting"),
     (dict(predictor="nope"), "unknown predictor='nope'"),
@@ -363,3 +363,46 @@ def test_guidance_bad_input(y, scale, message):
         scoresde.classifier_guidance(MIX.score_fn(SDE), log_prob, y, scale)(x, t)
     with pytest.raises(ValueError, match=message):
         scoresde.classifier_free_guidance(cond_score_fn, y, scale)(x, t)
+
+
+# ---------------------------------------------------------------------------------------------
+# Training a noise-conditional classifier and a conditional score model.
+def test_classifier_loss_decreases_on_a_tiny_problem():
+    from scoresde.losses import classifier_loss_terms
+    from scoresde.models import NoiseConditionalClassifier, get_log_prob_fn
+
+    torch.manual_seed(0)
+    net = NoiseConditionalClassifier(num_classes=2, image_size=4, in_channels=1, nf=8, ch_mult=(1,),
+                                     num_res_blocks=1)
+    log_prob_fn = get_log_prob_fn(net, SDE, train=True)
+    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+    g = gen(0)
+    y = torch.arange(64) % 2
+    x0 = (2.0 * y - 1).float()[:, None, None, None].expand(64, 1, 4, 4)  # class = sign of the image
+    t = torch.full((64,), 0.2)  # little noise: the classes are separable
+    z = torch.randn(x0.shape, generator=g)
+
+    def loss():
+        return classifier_loss_terms(log_prob_fn, SDE, x0, y, t, z).mean()
+
+    first = loss().item()
+    for _ in range(30):
+        opt.zero_grad()
+        loss().backward()
+        opt.step()
+    assert abs(first - math.log(2)) < 0.1  # starts near chance
+    assert loss().item() < 0.1 * first
+
+
+def test_classifier_loss_at_the_exact_posterior():
+    # With the exact noisy classifier the expected loss is the conditional entropy H(y | x_t):
+    # at t = T nothing is left of x_0, so it is the entropy of the weights (0.3, 0.7).
+    from scoresde.losses import classifier_loss_terms
+
+    n = 20000
+    x0, y = MIX.sample(n, generator=gen(1), dtype=F64, return_labels=True)
+    t = torch.full((n,), 1.0, dtype=F64)
+    z = torch.randn(x0.shape, generator=gen(2), dtype=F64)
+    terms = classifier_loss_terms(lambda x, t: MIX.log_posterior(x, t, SDE), SDE, x0, y, t, z)
+    entropy = -(0.3 * math.log(0.3) + 0.7 * math.log(0.7))
+    assert abs(terms.mean().item() - entropy) < 5 * terms.std().item() / math.sqrt(n)
