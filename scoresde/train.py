@@ -9,6 +9,12 @@ gradient clipping and EMA, writing metrics, checkpoints and sample grids into th
     workdir/samples/samples_N.png        sample grid (EMA weights, the config's sampler)
     workdir/metrics.csv                  step, loss, learning rate, steps/s
 
+With ``training.objective="classifier"`` the same loop trains a noise-conditional classifier
+(the cross entropy at ``x_t ~ p_0t(x_t | x_0)``, App. I.1) for classifier guidance; with
+``model.num_classes > 0`` a class-conditional score model, whose labels are replaced by the
+null label with probability ``training.label_dropout`` (classifier-free guidance). See
+``docs/guidance.md``.
+
 Rerunning with the same workdir resumes from the latest checkpoint, and continues exactly as
 an uninterrupted run would (data order, noise and RNG states are saved). Under ``torchrun``
 each process takes a slice of every global batch (DDP); all randomness is drawn for the
