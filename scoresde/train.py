@@ -422,7 +422,7 @@ def main(config: ml_collections.ConfigDict, workdir: str, *, device: Optional[st
         try:
             n = config.sampling.n_samples
             shape = (n,) + data_shape(config)
-            y = torch.arange(n, device=device) % classes if classes else None  # a row per class
+            y = torch.arange(n, device=device) % classes if classes else None  # cycle the classes
             x, nfe = draw_samples(model, sde, config, shape, seed=config.seed, device=device, y=y)
             path = os.path.join(sample_dir, f"samples_{step}.png")
             save_samples(x.cpu(), is_images, config, path)
