@@ -27,6 +27,18 @@ setup(
     extras_require={
         "test": ["pytest>=7", "pytest-xdist>=3"],
         "tensorboard": ["tensorboard>=2.10"],
+        # The documentation site (mkdocs build --strict), the notebooks run headless, and the
+        # figures; the versions CI tests (.ci/requirements.txt pins what they pull in).
+        "docs": [
+            "mkdocs==1.6.1",
+            "mkdocs-material==9.8.1",
+            "mkdocstrings[python]==1.0.8",
+            "mkdocstrings-python==2.0.11",
+            "nbclient==0.11.0",
+            "nbformat==5.11.1",
+            "ipykernel==7.4.0",
+            "matplotlib==3.11.2",
+        ],
     },
     license="Apache-2.0",
     classifiers=[
