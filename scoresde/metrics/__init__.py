@@ -66,11 +66,18 @@ def _float64(name: str, value: ArrayLike, ndim: int) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 
 
+def _clip_rounding(eigenvalues: np.ndarray) -> np.ndarray:
+    """Eigenvalues of a PSD matrix with those below its rounding floor (``D * eps * max``,
+    the accuracy of a symmetric eigensolver) set to zero: they are zero up to rounding, and
+    their square roots (~1e-8 relative each) would otherwise add up."""
+    floor = eigenvalues.shape[0] * np.finfo(np.float64).eps * max(np.abs(eigenvalues).max(), 0.0)
+    return np.where(eigenvalues > floor, eigenvalues, 0.0)
+
+
 def _psd_sqrt(sigma: np.ndarray) -> np.ndarray:
-    """Symmetric square root of a symmetric positive semi-definite matrix (negative rounding
-    errors in its eigenvalues are set to zero)."""
+    """Symmetric square root of a symmetric positive semi-definite matrix."""
     w, v = np.linalg.eigh(sigma)
-    return (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+    return (v * np.sqrt(_clip_rounding(w))) @ v.T
 
 
 def frechet_distance(mu1: ArrayLike, sigma1: ArrayLike, mu2: ArrayLike, sigma2: ArrayLike) -> float:
@@ -82,12 +89,14 @@ def frechet_distance(mu1: ArrayLike, sigma1: ArrayLike, mu2: ArrayLike, sigma2: 
     The standard code (TTUR, pytorch-fid, tf-gan's numpy port) takes ``scipy.linalg.sqrtm`` of
     the non-symmetric product ``sigma1 sigma2``, drops tiny imaginary parts, and retries with
     ``1e-6 I`` added to both covariances when the result is not finite. Here the trace term is
-    taken from the symmetric matrix ``sigma1^(1/2) sigma2 sigma1^(1/2)``, which is similar to
+    taken from the symmetric matrix ``A^T sigma2 A`` for a factor ``sigma1 = A A^T`` (Cholesky,
+    or the symmetric square root when sigma1 is singular), which is similar to
     ``sigma1 sigma2`` and positive semi-definite, so
-    ``tr((sigma1 sigma2)^(1/2)) = sum_i sqrt(lambda_i)`` over its eigenvalues: two symmetric
-    eigendecompositions, real by construction, and well defined for singular covariances (e.g.
+    ``tr((sigma1 sigma2)^(1/2)) = sum_i sqrt(lambda_i)`` over its eigenvalues: real by
+    construction, several times faster than ``sqrtm``, and well defined for singular covariances (e.g.
     fewer than 2049 samples), where it equals the limit of the offset formula as the offset goes
-    to zero. Eigenvalues below zero by rounding are set to zero. The result agrees with the
+    to zero. Eigenvalues below the rounding floor ``D * eps * max eigenvalue`` (negative or tiny
+    positive values that are zero up to rounding) are set to zero. The result agrees with the
     ``sqrtm`` formula to rounding error wherever that one is well conditioned.
 
     Args:
@@ -104,10 +113,15 @@ def frechet_distance(mu1: ArrayLike, sigma1: ArrayLike, mu2: ArrayLike, sigma2: 
             raise ValueError(f"{name} has shape {value.shape}, which does not match mu1 of shape {mu1.shape}")
     sigma1 = (sigma1 + sigma1.T) / 2
     sigma2 = (sigma2 + sigma2.T) / 2
-    root1 = _psd_sqrt(sigma1)
-    inner = root1 @ sigma2 @ root1
+    # Any factor sigma1 = A A^T gives A^T sigma2 A, similar to sigma1 sigma2: Cholesky (cheap) when
+    # sigma1 is numerically positive definite, else the symmetric square root.
+    try:
+        factor = np.linalg.cholesky(sigma1)
+    except np.linalg.LinAlgError:
+        factor = _psd_sqrt(sigma1)
+    inner = factor.T @ sigma2 @ factor
     eigenvalues = np.linalg.eigvalsh((inner + inner.T) / 2)
-    trace_sqrt = np.sqrt(np.clip(eigenvalues, 0, None)).sum()
+    trace_sqrt = np.sqrt(_clip_rounding(eigenvalues)).sum()
     diff = mu1 - mu2
     return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * trace_sqrt)
 

@@ -183,7 +183,8 @@ def cmd_fid(args) -> int:
         raise UsageError("FID needs at least 2 sample images")
     result = {"n": n, "ref": args.ref, "ref_n": int(ref.get("n", -1)), "weights_sha1": extractor.sha1}
     mu, sigma = feature_statistics(features)
-    result["fid"] = frechet_distance(mu, sigma, ref["mu"], ref["sigma"])
+    # The reference covariance first: it is usually full rank, which takes the fast Cholesky path.
+    result["fid"] = frechet_distance(ref["mu"], ref["sigma"], mu, sigma)
     lines = [f"FID  {result['fid']:.4f}"]
     if "features" in ref and not args.no_kid:
         result["kid"], result["kid_std"] = kid_and_std(features, ref["features"], num_subsets=args.kid_subsets,

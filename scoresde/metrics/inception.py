@@ -30,6 +30,7 @@ import hashlib
 import importlib.util
 import os
 import re
+import warnings
 from collections import OrderedDict
 from typing import Dict, Optional, Tuple, Union
 
@@ -382,7 +383,10 @@ def load_inception_weights(path: PathLike) -> Dict[str, Tensor]:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"Inception weights file {path!r} does not exist; {INSTALL_HINT}")
     try:
-        state = torch.jit.load(path, map_location="cpu").state_dict()
+        with warnings.catch_warnings():
+            # torch.jit.load is deprecated in favour of torch.export, which cannot read these files.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            state = torch.jit.load(path, map_location="cpu").state_dict()
     except Exception:  # not TorchScript: try a plain state dict
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
@@ -424,7 +428,8 @@ def _tf_resize_axis(x: Tensor, size: int, dim: int) -> Tensor:
     shape[dim] = size
     w = w.reshape(shape)
     lo, hi = lo.to(x.device), hi.to(x.device)
-    return x.index_select(dim, lo) * (1 - w) + x.index_select(dim, hi) * w
+    low = x.index_select(dim, lo)
+    return low + (x.index_select(dim, hi) - low) * w  # TF's form of the blend
 
 
 def tf_resize_bilinear(x: Tensor, size: Tuple[int, int]) -> Tensor:
