@@ -409,6 +409,16 @@ def test_cli_stats_and_fid_end_to_end(tmp_path, fake_extractor, capsys):
                             "--kid-subsets", "3", "--kid-subset-size", "10", "--is-splits", "5", "--no-progress"]) == 0
     assert json.load(open(out2))["fid"] == pytest.approx(result["fid"], rel=1e-12)
 
+    # score_sde's statistics files hold the raw reference features under pool_3.
+    np.savez(tmp_path / "score_sde_stats.npz", pool_3=ref_features)
+    out3 = str(tmp_path / "scores3.json")
+    assert metrics_cli.cli(["fid", "--images", str(tmp_path / "nhwc.npz"), "--ref", str(tmp_path / "score_sde_stats.npz"),
+                            "--out", out3, "--no-kid", "--no-is", "--no-progress"]) == 0
+    third = json.load(open(out3))
+    assert third["fid"] == pytest.approx(frechet_distance(*feature_statistics(sample_features),
+                                                          *feature_statistics(ref_features)), rel=1e-6)
+    assert "kid" not in third and "inception_score" not in third
+
 
 def test_cli_stats_of_a_dataset(tmp_path, fake_extractor):
     out = tmp_path / "digits.npz"

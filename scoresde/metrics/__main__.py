@@ -7,8 +7,9 @@ subset of the raw pool3 features (``features``, float32, ``--kid-features`` rows
 
 ``fid`` scores samples (a folder of images, or an ``.npz`` as ``python -m scoresde.sample``
 writes: uint8 ``images``; score_sde's ``samples`` and ``arr_0`` are read too) against such a
-statistics file: FID, KID when the file has features, and the Inception Score when the weights
-include the classifier. ``--out FILE.json`` also writes the numbers.
+statistics file (or score_sde's ``cifar10_stats.npz``, whose raw ``pool_3`` features are used):
+FID, KID when the file has features, and the Inception Score when the weights include the
+classifier. ``--out FILE.json`` also writes the numbers.
 """
 from __future__ import annotations
 
@@ -124,6 +125,8 @@ def make_extractor(weights: Optional[str], device: Optional[str]) -> InceptionV3
 
 
 def read_stats(path: str) -> dict:
+    """``mu``, ``sigma`` (and ``features`` when present) of a statistics file written by ``stats``,
+    or of score_sde's ``assets/stats/*_stats.npz`` (raw tf-gan features under ``pool_3``)."""
     if not os.path.isfile(path):
         raise UsageError(f"statistics file {path!r} does not exist; make it with `python -m scoresde.metrics stats`")
     try:
@@ -131,8 +134,12 @@ def read_stats(path: str) -> dict:
             stats = {k: data[k] for k in data.files}
     except Exception as exc:
         raise UsageError(f"cannot read statistics file {path!r}: {exc}") from None
+    if "mu" not in stats and "pool_3" in stats:
+        features = stats["pool_3"]
+        stats = dict(zip(("mu", "sigma"), feature_statistics(features)), features=features, n=len(features))
     if "mu" not in stats or "sigma" not in stats:
-        raise UsageError(f"{path!r} has no 'mu' and 'sigma'; make it with `python -m scoresde.metrics stats`")
+        raise UsageError(f"{path!r} has no 'mu' and 'sigma' (nor score_sde's 'pool_3'); "
+                         "make it with `python -m scoresde.metrics stats`")
     return stats
 
 
