@@ -92,6 +92,8 @@ __all__ = [
     "dpm_solver_sampler",
     "dpm_solver_pp_sampler",
     "edm_heun_sampler",
+    "unipc_sampler",
+    "UNIPC_VARIANTS",
     "adaptive_sde_sampler",
     "singlestep_orders",
 ]
@@ -101,6 +103,7 @@ SKIP_TYPES: Dict[str, Callable[[SDE, float, int], List[float]]] = {
     "logSNR": log_snr_grid,
     "time_uniform": lambda sde, eps, n: uniform_grid(sde.T, eps, n),
     "time_quadratic": lambda sde, eps, n: time_quadratic_grid(sde.T, eps, n),
+    "edm_rho": lambda sde, eps, n: edm_rho_grid(sde, eps, n),
 }
 
 DEFAULT_DPM_STEPS = 20  # NFE budget of DPM-Solver (its paper's "20 NFE" setting)
@@ -381,6 +384,175 @@ def dpm_solver_pp_sampler(
     grid = SKIP_TYPES[skip_type](sde, eps, steps + 1)
     x = _multistep(counted, sde, x, grid, order, "data", lower_order_final,
                    progress_bar(steps, progress, f"DPM-Solver++({order}M)"))
+    if denoise:
+        x = denoise_step(counted, sde, x, eps)
+    return x, counted.nfe
+
+
+# ----------------------------------------------------------------------------------------------
+# UniPC (Zhao et al. 2023).
+def _phi(k: int, z: float) -> float:
+    """``phi_k(z) = int_0^1 e^((1 - u) z) u^(k-1) / (k-1)! du`` (``k >= 1``) in float64.
+
+    ``phi_1(z) = (e^z - 1) / z`` and ``phi_(k+1)(z) = (phi_k(z) - 1/k!) / z``; for small ``|z|``
+    the series ``sum_j z^j / (j + k)!`` avoids the cancellation of that recursion.
+    """
+    if abs(z) < 0.5:
+        term, total = 1.0 / math.factorial(k), 0.0
+        for j in range(1, 30):  # |z|^30 / 30! < 1e-40
+            total += term
+            term *= z / (j + k)
+        return total
+    value = math.expm1(z) / z
+    for j in range(1, k):
+        value = (value - 1.0 / math.factorial(j)) / z
+    return value
+
+
+#: UniPC's ``B(h)`` (Zhao et al. 2023, Sec. 3.2): ``"bh1"`` is ``h``, ``"bh2"`` is
+#: ``h phi_1(z) = e^h - 1`` (noise prediction, ``z = h``) or ``1 - e^-h`` (data, ``z = -h``).
+UNIPC_VARIANTS: Dict[str, Callable[[float, float], float]] = {
+    "bh1": lambda h, z: h,
+    "bh2": lambda h, z: h * _phi(1, z),
+}
+
+
+def _difference_weights(h: float, rs: List[float], prediction: str, variant: str) -> List[float]:
+    """Weights ``c_m`` of the differences ``D_m = m(lambda_s + r_m h) - m(lambda_s)`` in the
+    update (*) / (**) written as ``... + sum_m c_m D_m`` (see :func:`_exponential_update`).
+
+    The exact solution integrates the ``k``-th derivative of the model value ``m`` with the
+    weight ``h^(k+1) phi_(k+1)(z)`` (``z = h`` for the noise, ``-h`` for the data prediction;
+    Zhao et al. 2023, Eq. 6 / App. C), and ``D_m = sum_k (r_m h)^k / k! m^(k)``. Matching the
+    first ``K = len(rs)`` derivatives gives the Vandermonde system
+    ``sum_m c_m r_m^k = k! h phi_(k+1)(z)``, ``k = 1..K`` (UniPC's ``R_K(h) a = phi_K(h) / B(h)``
+    with ``c_m = B(h) a_m / r_m``, Eq. 9-11). For ``K = 1`` the paper instead fixes
+    ``a_1 = 1/2``, i.e. ``c_1 = B(h) / (2 r_1)``, which matches the first derivative to
+    leading order only; ``B(h)`` matters for that case alone.
+    """
+    if not rs:
+        return []
+    z = -h if prediction == "data" else h
+    if len(rs) == 1:
+        return [UNIPC_VARIANTS[variant](h, z) / (2 * rs[0])]
+    K = len(rs)
+    vander = torch.tensor([[r ** k for r in rs] for k in range(1, K + 1)], dtype=torch.float64)
+    rhs = torch.tensor([math.factorial(k) * h * _phi(k + 1, z) for k in range(1, K + 1)],
+                       dtype=torch.float64)
+    return torch.linalg.solve(vander, rhs).tolist()
+
+
+def _exponential_update(x: Tensor, sch: _Schedule, s: int, t: int, m_s: Tensor, rs: List[float],
+                        diffs: List[Tensor], prediction: str, variant: str) -> Tensor:
+    """One step of (*) (``prediction="noise"``) or (**) (``"data"``) from ``s`` to ``t``:
+    ``(alpha_t/alpha_s) x - sigma_t [h phi_1(h) m_s + sum_m c_m D_m]`` or
+    ``(sigma_t/sigma_s) x + alpha_t [h phi_1(-h) m_s + sum_m c_m D_m]``."""
+    h = sch.lam[t] - sch.lam[s]
+    weights = _difference_weights(h, rs, prediction, variant)
+    if prediction == "noise":
+        total = math.expm1(h) * m_s
+        for c, d in zip(weights, diffs):
+            total = total + c * d
+        return (sch.alpha[t] / sch.alpha[s]) * x - sch.sigma[t] * total
+    total = -math.expm1(-h) * m_s
+    for c, d in zip(weights, diffs):
+        total = total + c * d
+    return (sch.sigma[t] / sch.sigma[s]) * x + sch.alpha[t] * total
+
+
+@torch.no_grad()
+def unipc_sampler(
+    score_fn: ScoreFn,
+    sde: SDE,
+    shape: Shape,
+    *,
+    steps: Optional[int] = None,
+    order: int = 3,
+    variant: str = "bh1",
+    prediction: str = "data",
+    skip_type: str = "logSNR",
+    lower_order_final: bool = True,
+    eps: float = 1e-3,
+    denoise: bool = True,
+    x_T: Optional[Tensor] = None,
+    generator: Optional[torch.Generator] = None,
+    device=None,
+    dtype: Optional[torch.dtype] = None,
+    progress: bool = False,
+) -> Tuple[Tensor, int]:
+    """UniPC (Zhao et al. 2023, "UniPC: A Unified Predictor-Corrector Framework for Fast
+    Sampling of Diffusion Models"): a multistep predictor (UniP) and a corrector (UniC) that
+    reuses the model evaluation of the next step, so it raises the order by one at no NFE.
+
+    Step ``s -> t`` with the history of model values ``m`` (data prediction ``x0`` or noise
+    prediction ``eps``) at the last ``p`` grid points (``p`` = the step's order):
+
+    * UniP-``p`` (Alg. 2 / Eq. 8): (*) or (**) with the differences ``D_m`` of the ``p - 1``
+      previous model values (``r_m < 0``) gives ``x~_t`` (order ``p``);
+    * the model is evaluated at ``x~_t`` (the NFE of the next step);
+    * UniC-``p`` (Alg. 1 / Eq. 7): the same update from ``x_s`` with one more difference,
+      ``D_p = m(x~_t, t) - m_s`` at ``r_p = 1``, gives ``x_t`` (order ``p + 1``). The next step
+      starts from ``x_t`` with the model value at ``x~_t``.
+
+    The last step has no next evaluation to reuse, so it is a plain UniP step (as in the
+    paper). Weights: :func:`_difference_weights`.
+
+    Args:
+        steps: steps from ``T`` to ``eps``, one NFE each (default 20).
+        order: predictor order ``p`` (1, 2 or 3): UniPC-``p``, of order ``p + 1`` with UniC.
+            The first steps warm up with lower orders.
+        variant: ``B(h)`` for the steps with a single difference: ``"bh1"`` (``B = h``) or
+            ``"bh2"`` (``B = e^h - 1`` resp. ``1 - e^-h``). With ``order=2`` and ``"bh2"`` the
+            predictor is DPM-Solver++(2M) / DPM-Solver-2M.
+        prediction: ``"data"`` (``x0``, the paper's choice for unconditional sampling too) or
+            ``"noise"`` (``eps = -sigma_t score``).
+        skip_type: time grid, as in :func:`dpm_solver_sampler`.
+        lower_order_final: for fewer than 10 steps, the order drops to the number of steps
+            left at the end (as in DPM-Solver).
+        eps, denoise, x_T, generator, device, dtype, progress: as in the other samplers;
+            ``denoise`` adds :func:`~scoresde.sampling.denoise_step` (one NFE).
+    Returns:
+        samples ``(B, *D)`` and the NFE (``steps + denoise``).
+    """
+    check_choice("order", order, (1, 2, 3))
+    check_choice("variant", variant, UNIPC_VARIANTS)
+    check_choice("prediction", prediction, ("data", "noise"))
+    check_choice("skip_type", skip_type, SKIP_TYPES)
+    shape, steps = _check_common(sde, shape, steps, DEFAULT_DPM_STEPS, eps, x_T)
+    counted = CountingScore(score_fn)
+    x = init_state(sde, shape, x_T, generator, device, dtype)
+    sch = _Schedule(sde, SKIP_TYPES[skip_type](sde, eps, steps + 1))
+
+    def model(x: Tensor, i: int) -> Tensor:
+        score = counted(x, full_time(sch.t[i], x))
+        if prediction == "noise":
+            return -sch.sigma[i] * score
+        return (x + sch.sigma[i] ** 2 * score) / sch.alpha[i]
+
+    bar = progress_bar(steps, progress, f"UniPC-{order}")
+    lams, models = [sch.lam[0]], [model(x, 0)]  # history, newest first
+    for i in range(steps):
+        s, t = i, i + 1
+        p = min(order, i + 1)
+        if lower_order_final and steps < 10:
+            p = min(p, steps - i)
+        h = sch.lam[t] - sch.lam[s]
+        rs = [(lam - sch.lam[s]) / h for lam in lams[1:p]]
+        diffs = [m - models[0] for m in models[1:p]]
+        # Predictor UniP-p.
+        x_pred = _exponential_update(x, sch, s, t, models[0], rs, diffs, prediction, variant)
+        if t == steps:
+            x = x_pred
+        else:
+            # Model at the predicted point (the next step's NFE), then corrector UniC-p.
+            m_t = model(x_pred, t)
+            x = _exponential_update(x, sch, s, t, models[0], rs + [1.0], diffs + [m_t - models[0]],
+                                    prediction, variant)
+            lams = [sch.lam[t]] + lams[:order - 1]
+            models = [m_t] + models[:order - 1]
+        bar.update()
+        bar.set_postfix(t=f"{sch.t[t]:.4f}", nfe=counted.nfe)
+    bar.close()
     if denoise:
         x = denoise_step(counted, sde, x, eps)
     return x, counted.nfe
@@ -668,4 +840,5 @@ FAST_ODE_METHODS: Dict[str, Callable[..., Tuple[Tensor, int]]] = {
     "dpm_solver": dpm_solver_sampler,
     "dpm_solver++": dpm_solver_pp_sampler,
     "edm_heun": edm_heun_sampler,
+    "unipc": unipc_sampler,
 }
