@@ -291,6 +291,17 @@ def test_unipc_first_step_is_ddim_and_corrector_reuses_the_evaluation():
     assert (two - ddim2).abs().max().item() > 1e-3
 
 
+def test_unipc_lower_order_final_thresholds():
+    """True is DPM-Solver's rule (fewer than 10 steps), inf UniPC's reference code (always)."""
+    sde = VESDE()
+    fn = GAUSS.score_fn(sde)
+    z = sde.prior_sampling((4, 64), generator=torch.Generator().manual_seed(8), dtype=F64)
+    run = lambda steps, lof: unipc_sampler(fn, sde, z.shape, steps=steps, lower_order_final=lof, x_T=z)[0]  # noqa: E731
+    assert torch.equal(run(8, True), run(8, math.inf)) and not torch.equal(run(8, True), run(8, False))
+    assert torch.equal(run(12, True), run(12, False)) and not torch.equal(run(12, True), run(12, math.inf))
+    assert torch.equal(run(12, 13), run(12, math.inf))
+
+
 # ----------------------------------------------------------------------------------------------
 # Exact equivalences.
 def test_first_order_dpm_solvers_are_ddim():
@@ -488,6 +499,8 @@ def test_bad_arguments():
         unipc_sampler(fn, sde, shape, prediction="score")
     with pytest.raises(ValueError, match=r"unknown order=4; valid values are: 1, 2, 3"):
         unipc_sampler(fn, sde, shape, order=4)
+    with pytest.raises(ValueError, match="lower_order_final must be"):
+        unipc_sampler(fn, sde, shape, lower_order_final=-1)
     with pytest.raises(ValueError, match=r"unknown brownian='tree'; valid values are: 'memory', 'fresh'"):
         adaptive_sde_sampler(fn, sde, shape, brownian="tree")
     with pytest.raises(ValueError, match="corrector=None"):

@@ -62,7 +62,7 @@ sample of ``p_0`` and EDM the clean-data estimate. With ``denoise=False`` all st
 from __future__ import annotations
 
 import math
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 
@@ -471,7 +471,7 @@ def unipc_sampler(
     variant: str = "bh1",
     prediction: str = "data",
     skip_type: str = "logSNR",
-    lower_order_final: bool = True,
+    lower_order_final: Union[bool, float] = True,
     eps: float = 1e-3,
     denoise: bool = True,
     x_T: Optional[Tensor] = None,
@@ -507,8 +507,9 @@ def unipc_sampler(
         prediction: ``"data"`` (``x0``, the paper's choice for unconditional sampling too) or
             ``"noise"`` (``eps = -sigma_t score``).
         skip_type: time grid, as in :func:`dpm_solver_sampler`.
-        lower_order_final: for fewer than 10 steps, the order drops to the number of steps
-            left at the end (as in DPM-Solver).
+        lower_order_final: in runs of fewer than this many steps the order drops to the
+            number of steps left at the end: ``True`` is 10 (DPM-Solver's rule, default),
+            ``float("inf")`` always (UniPC's reference code), ``False`` or 0 never.
         eps, denoise, x_T, generator, device, dtype, progress: as in the other samplers;
             ``denoise`` adds :func:`~scoresde.sampling.denoise_step` (one NFE).
     Returns:
@@ -518,6 +519,10 @@ def unipc_sampler(
     check_choice("variant", variant, UNIPC_VARIANTS)
     check_choice("prediction", prediction, ("data", "noise"))
     check_choice("skip_type", skip_type, SKIP_TYPES)
+    if isinstance(lower_order_final, bool):
+        lower_order_final = 10 if lower_order_final else 0
+    if not lower_order_final >= 0:
+        raise ValueError(f"lower_order_final must be a bool or a number of steps >= 0; got {lower_order_final!r}")
     shape, steps = _check_common(sde, shape, steps, DEFAULT_DPM_STEPS, eps, x_T)
     counted = CountingScore(score_fn)
     x = init_state(sde, shape, x_T, generator, device, dtype)
@@ -534,7 +539,7 @@ def unipc_sampler(
     for i in range(steps):
         s, t = i, i + 1
         p = min(order, i + 1)
-        if lower_order_final and steps < 10:
+        if steps < lower_order_final:
             p = min(p, steps - i)
         h = sch.lam[t] - sch.lam[s]
         rs = [(lam - sch.lam[s]) / h for lam in lams[1:p]]
