@@ -1,5 +1,5 @@
-"""Fast samplers: DPM-Solver, DPM-Solver++, EDM's Heun sampler and an adaptive reverse-SDE
-solver, for any SDE of :mod:`scoresde.sde`.
+"""Fast samplers: DPM-Solver, DPM-Solver++, UniPC, EDM's Heun sampler and an adaptive
+reverse-SDE solver, for any SDE of :mod:`scoresde.sde`.
 
 Each one sees the SDE only through its kernel coefficients ``(alpha_t, sigma_t)`` of
 ``p_0t(x_t | x_0) = N(alpha_t x_0, sigma_t^2 I)`` (``marginal_coeffs``) or its ``sde`` /
@@ -37,6 +37,12 @@ solver's accept/stop decisions.
 
   Order 2 is the paper's 2M update (Alg. 2); order 3 takes both derivatives of the quadratic
   through the last three model values, with the exact coefficients of (*) or (**).
+* **UniPC** (Zhao et al. 2023, "UniPC: A Unified Predictor-Corrector Framework for Fast
+  Sampling of Diffusion Models"). The multistep update (*) or (**) with the derivatives
+  replaced by differences of model values, weighted to match as many Taylor terms as there
+  are differences (UniP, Eq. 8); after the model is evaluated at the predicted point (the NFE
+  the next step needs anyway) the same update with that new value as one more difference
+  (UniC, Eq. 7) corrects the step, raising its order by one at no extra NFE.
 * **EDM Heun** (Karras et al. 2022, "Elucidating the Design Space of Diffusion-Based Generative
   Models", Alg. 1 and 2). In the scaled state ``x_hat = x / alpha_t`` and the noise level
   ``sigma_edm = sigma_t / alpha_t`` the probability-flow ODE reads
@@ -51,8 +57,8 @@ solver's accept/stop decisions.
   that accepts or rejects the step and sets the next step size, for each sample separately;
   accepted steps keep the improved Euler result (extrapolation).
 
-The end of sampling (``denoise=True``): DPM-Solver, DPM-Solver++ and the adaptive solver stop
-at ``t = eps`` and then take :func:`scoresde.sampling.denoise_step` (the posterior mean of the
+The end of sampling (``denoise=True``): DPM-Solver, DPM-Solver++, UniPC and the adaptive solver
+stop at ``t = eps`` and then take :func:`scoresde.sampling.denoise_step` (the posterior mean of the
 exact step ``eps -> 0``, as every other sampler here), one more NFE. EDM's sampler instead ends
 with its own last Euler step from ``sigma_edm(eps)`` to ``sigma_edm = 0``, which lands on
 Tweedie's estimate ``D`` of the clean data (also one NFE). The two agree for VP and sub-VP;
@@ -448,15 +454,12 @@ def _exponential_update(x: Tensor, sch: _Schedule, s: int, t: int, m_s: Tensor, 
     ``(alpha_t/alpha_s) x - sigma_t [h phi_1(h) m_s + sum_m c_m D_m]`` or
     ``(sigma_t/sigma_s) x + alpha_t [h phi_1(-h) m_s + sum_m c_m D_m]``."""
     h = sch.lam[t] - sch.lam[s]
-    weights = _difference_weights(h, rs, prediction, variant)
-    if prediction == "noise":
-        total = math.expm1(h) * m_s
-        for c, d in zip(weights, diffs):
-            total = total + c * d
-        return (sch.alpha[t] / sch.alpha[s]) * x - sch.sigma[t] * total
-    total = -math.expm1(-h) * m_s
-    for c, d in zip(weights, diffs):
+    noise = prediction == "noise"
+    total = (math.expm1(h) if noise else -math.expm1(-h)) * m_s
+    for c, d in zip(_difference_weights(h, rs, prediction, variant), diffs):
         total = total + c * d
+    if noise:
+        return (sch.alpha[t] / sch.alpha[s]) * x - sch.sigma[t] * total
     return (sch.sigma[t] / sch.sigma[s]) * x + sch.alpha[t] * total
 
 
