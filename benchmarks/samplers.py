@@ -49,6 +49,7 @@ from scoresde.sampling import (
     rk45_sampler,
     scipy_rk45_sampler,
     sdeint_sampler,
+    unipc_sampler,
 )
 
 SDES = {"vp": VPSDE(), "subvp": SubVPSDE(), "ve": VESDE()}
@@ -131,6 +132,9 @@ def sampler_table(quick: bool) -> List[Tuple[str, str, Callable]]:
     # The fast samplers (scoresde.sampling.fast) at a total NFE budget n (denoising included).
     def dpm(**kw):
         return lambda f, s, shp, n, g: dpm_solver_sampler(f, s, shp, steps=n - 1, generator=g, **kw)
+
+    def unipc(**kw):
+        return lambda f, s, shp, n, g: unipc_sampler(f, s, shp, steps=n - 1, generator=g, **kw)
     rows += [
         ("DPM-Solver-1", "nfe", dpm(order=1)),
         ("DPM-Solver-2", "nfe", dpm(order=2)),
@@ -140,6 +144,23 @@ def sampler_table(quick: bool) -> List[Tuple[str, str, Callable]]:
         ("DPM-Solver++(2M)", "nfe", lambda f, s, shp, n, g: dpm_solver_pp_sampler(f, s, shp, steps=n - 1, generator=g)),
         ("DPM-Solver++(3M)", "nfe", lambda f, s, shp, n, g: dpm_solver_pp_sampler(f, s, shp, steps=n - 1, order=3,
                                                                                    generator=g)),
+        # Other time grids ("tq": time_quadratic; "edm_rho": Karras et al.'s rho = 7 noise
+        # levels, i.e. "DPM++ 2M Karras").
+        ("DPM-Solver-3M tq", "nfe", dpm(order=3, multistep=True, skip_type="time_quadratic")),
+        ("DPM-Solver-3M edm_rho", "nfe", dpm(order=3, multistep=True, skip_type="edm_rho")),
+        ("DPM-Solver++(2M) tq", "nfe", lambda f, s, shp, n, g: dpm_solver_pp_sampler(
+            f, s, shp, steps=n - 1, skip_type="time_quadratic", generator=g)),
+        ("DPM-Solver++(2M) edm_rho", "nfe", lambda f, s, shp, n, g: dpm_solver_pp_sampler(
+            f, s, shp, steps=n - 1, skip_type="edm_rho", generator=g)),
+        # UniPC (default: order 3, bh1, data prediction, logSNR grid, lower orders at the end
+        # below 10 steps; "tq" row: lower orders at the end always, as UniPC's reference code).
+        ("UniPC-3", "nfe", unipc()),
+        ("UniPC-3 bh2", "nfe", unipc(variant="bh2")),
+        ("UniPC-2", "nfe", unipc(order=2)),
+        ("UniPC-3 noise", "nfe", unipc(prediction="noise")),
+        ("UniPC-3 noise bh2 tq", "nfe", unipc(prediction="noise", variant="bh2", skip_type="time_quadratic",
+                                              lower_order_final=math.inf)),
+        ("UniPC-3 edm_rho", "nfe", unipc(skip_type="edm_rho")),
         ("EDM Heun", "nfe", lambda f, s, shp, n, g: edm_heun_sampler(f, s, shp, steps=(n - 1) // 2, generator=g)),
         ("EDM Heun churn=10", "nfe", lambda f, s, shp, n, g: edm_heun_sampler(f, s, shp, steps=(n - 1) // 2,
                                                                                S_churn=10.0, generator=g)),
@@ -150,7 +171,7 @@ def sampler_table(quick: bool) -> List[Tuple[str, str, Callable]]:
     if quick:
         keep = {"PC euler_maruyama", "PC reverse_diffusion+langevin", "PC ancestral", "ODE rk45",
                 "ODE heun", "DDIM eta=0", "torchsde srk", "DPM-Solver-3", "DPM-Solver-3M",
-                "DPM-Solver++(2M)", "EDM Heun", "adaptive SDE"}
+                "DPM-Solver++(2M)", "UniPC-3", "EDM Heun", "adaptive SDE"}
         rows = [r for r in rows if r[0] in keep]
     return rows
 
@@ -191,7 +212,7 @@ def exact_maps(data: toy.Gaussian, sde, x_T: torch.Tensor, eps: float = 1e-3) ->
 
 def run_problem(name: str, sdes: List[str], steps: List[int], tols: List[float], quick: bool,
                 max_nfe: int, only: List[str] = (), nfes: List[int] = NFES,
-                sde_tols: List[float] = SDE_TOLS) -> List[Dict]:
+                sde_tols: List[float] = SDE_TOLS, gauss_batch: int = GAUSS_B) -> List[Dict]:
     rows = []
     exact_of = None
     if name == "ring":
@@ -207,11 +228,11 @@ def run_problem(name: str, sdes: List[str], steps: List[int], tols: List[float],
         make_score = lambda sde: data.score_fn(sde)  # noqa: E731
     else:
         data = toy.high_dim_gaussian()
-        shape = (GAUSS_B,) + data.event_shape
-        exact = data.sample(GAUSS_B, generator=torch.Generator().manual_seed(100))
+        shape = (gauss_batch,) + data.event_shape
+        exact = data.sample(gauss_batch, generator=torch.Generator().manual_seed(100))
         floor = gauss_metrics(data, exact)
-        print(f"\n## {name} (3072-D N(m, 0.25 I), B={GAUSS_B}): noise floor |var/true-1| = "
-              f"{fmt(floor['|var/true-1|'])} (sd {fmt(math.sqrt(2 / (GAUSS_B * data.dim)))}), "
+        print(f"\n## {name} (3072-D N(m, 0.25 I), B={gauss_batch}): noise floor |var/true-1| = "
+              f"{fmt(floor['|var/true-1|'])} (sd {fmt(math.sqrt(2 / (gauss_batch * data.dim)))}), "
               f"mean RMSE = {fmt(floor['mean RMSE'])}", flush=True)
         metric = lambda x: gauss_metrics(data, x)  # noqa: E731
         make_score = lambda sde: gaussian_score(data, sde)  # noqa: E731
@@ -304,6 +325,9 @@ def main(argv=None) -> int:
     parser.add_argument("--samplers", default="",
                         help="comma-separated parts of sampler names to run (default: all)")
     parser.add_argument("--no-overhead", action="store_true", help="skip the overhead table")
+    parser.add_argument("--nfes", default="", help="comma-separated NFE budgets (default 10,20,35,50,100)")
+    parser.add_argument("--gauss-batch", type=int, default=GAUSS_B,
+                        help="samples of the 3072-D Gaussian (gauss, flow); the variance noise has sd sqrt(2 / (B D))")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     steps, tols, sdes = STEPS, TOLS, args.sdes.split(",")
@@ -311,10 +335,15 @@ def main(argv=None) -> int:
     if args.quick:
         steps, tols, sdes = [10, 20, 100], [1e-3, 1e-5], sdes[:1]
         nfes, sde_tols = [10, 20], [0.05]
+    if args.nfes:
+        nfes = [int(n) for n in args.nfes.split(",")]
+    if args.gauss_batch < 2:
+        parser.error("--gauss-batch must be at least 2")
     only = [k for k in args.samplers.split(",") if k]
     all_rows = []
     for problem in args.problems.split(","):
-        all_rows += run_problem(problem, sdes, steps, tols, args.quick, args.max_nfe, only, nfes, sde_tols)
+        all_rows += run_problem(problem, sdes, steps, tols, args.quick, args.max_nfe, only, nfes, sde_tols,
+                                args.gauss_batch)
     for problem in args.problems.split(","):
         print(f"\n### {problem}\n")
         print_markdown([{k: v for k, v in r.items() if k != "problem"} for r in all_rows if r["problem"] == problem])

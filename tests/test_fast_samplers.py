@@ -26,12 +26,13 @@ from scoresde.sampling import (
     edm_rho_grid,
     edm_sigmas,
     log_snr,
+    unipc_sampler,
     log_snr_grid,
     rk45_sampler,
     time_from_log_snr,
     time_quadratic_grid,
 )
-from scoresde.sampling.fast import _BrownianMemory, singlestep_orders
+from scoresde.sampling.fast import _BrownianMemory, _difference_weights, _phi, singlestep_orders
 
 F64 = torch.float64
 SDES = {"vp": VPSDE(), "subvp": SubVPSDE(), "ve": VESDE()}
@@ -94,6 +95,8 @@ RECIPES = {
     "dpm_solver-3M": dict(pc=False, method="dpm_solver", order=3, multistep=True, steps=60),
     "dpm_solver-2M": dict(pc=False, method="dpm_solver", order=2, multistep=True, steps=80),
     "dpm_solver++": dict(pc=False, method="dpm_solver++", steps=80),
+    "unipc-3": dict(pc=False, method="unipc", steps=40),
+    "unipc-2 noise bh2": dict(pc=False, method="unipc", order=2, prediction="noise", variant="bh2", steps=40),
     "edm_heun": dict(pc=False, method="edm_heun", steps=60),
     "edm_heun churn": dict(pc=False, method="edm_heun", steps=60, S_churn=5.0),
     "adaptive": dict(pc=True, predictor="adaptive", corrector=None),
@@ -181,6 +184,11 @@ ORDER_CASES = [
     ("dpm_solver-2M", dpm_solver_sampler, dict(order=2, multistep=True), [16, 32, 64, 128], 2),
     ("dpm_solver++(2M)", dpm_solver_pp_sampler, dict(order=2), [16, 32, 64, 128], 2),
     ("edm_heun", edm_heun_sampler, dict(), [8, 16, 32, 64], 2),
+    # UniPC-p: UniC raises the predictor's order p by one.
+    ("unipc-1", unipc_sampler, dict(order=1), [16, 32, 64, 128], 2),
+    ("unipc-2", unipc_sampler, dict(order=2), [16, 32, 64, 128], 3),
+    ("unipc-2 noise", unipc_sampler, dict(order=2, prediction="noise"), [16, 32, 64, 128], 3),
+    ("unipc-1 bh2", unipc_sampler, dict(order=1, variant="bh2"), [16, 32, 64, 128], 2),
 ]
 
 
@@ -213,6 +221,87 @@ def test_third_order_multistep_beats_second_order(sde_name):
                  - exact).abs().max().item() for n in steps]
         assert _slope(steps, err3) < -2.3, err3
         assert all(a < 0.2 * b for a, b in zip(err3, err2)), (err3, err2)
+
+
+@pytest.mark.parametrize("sde_name", list(SDES))
+def test_unipc_3_is_at_least_third_order(sde_name):
+    """UniPC-3's interior steps are fourth order; its warm-up steps (orders 2 and 3 with UniC)
+    keep the global order at three or more (measured slopes 3.4-4.1)."""
+    sde = SDES[sde_name]
+    data = toy.correlated_gaussian(dim=4)
+    z = sde.prior_sampling((16, 4), generator=torch.Generator().manual_seed(9), dtype=F64)
+    exact = data.flow(z, sde, torch.ones(16, dtype=F64), torch.full((16,), 1e-3, dtype=F64))
+    steps = [64, 128, 256, 512]  # past the sign change of sub-VP's error near 50 steps
+    for kwargs in (dict(), dict(prediction="noise", variant="bh2")):
+        errors = [(unipc_sampler(data.score_fn(sde), sde, (16, 4), steps=n, x_T=z, denoise=False, **kwargs)[0]
+                   - exact).abs().max().item() for n in steps]
+        assert _slope(steps, errors) < -3.0, (kwargs, errors)
+
+
+def test_phi_functions():
+    """phi_k(z) = int_0^1 e^((1-u) z) u^(k-1) / (k-1)! du, by Gauss-Legendre quadrature, on
+    both sides of the switch between the series and the recursion (|z| = 0.5)."""
+    # 40-point Gauss-Legendre: the Taylor remainder of e^((1-u) z) at |z| <= 3 beyond degree
+    # 79 is below 3^80 / 80! ~ 1e-80, so the quadrature is exact to rounding (1e-16).
+    u, w = np.polynomial.legendre.leggauss(40)
+    u, w = 0.5 * (u + 1), 0.5 * w
+    for z in (-3.0, -0.51, -0.49, -1e-3, 1e-3, 0.3, 0.5, 2.0):
+        for k in (1, 2, 3, 4):
+            quad = float(np.sum(w * np.exp((1 - u) * z) * u ** (k - 1))) / math.factorial(k - 1)
+            assert abs(_phi(k, z) - quad) < 1e-13 * quad, (k, z)
+
+
+@pytest.mark.parametrize("prediction", ["data", "noise"])
+def test_unipc_weights_integrate_polynomials_exactly(prediction):
+    """With K >= 2 differences the weights solve UniPC's order conditions exactly: for a
+    model value m(lambda_s + u) that is a polynomial of degree K in u, sum_m c_m D_m equals
+    int_0^h e^(-/+(h - u)) (m(u) - m(0)) du, the part of (**) / (*) beyond the first term."""
+    u, w = np.polynomial.legendre.leggauss(40)  # exact to rounding here, as in test_phi_functions
+    for h, rs in ((0.7, [-1.0, 1.0]), (1.3, [-0.8, -1.9, 1.0]), (0.2, [-1.0, -2.0])):
+        coef = np.random.default_rng(0).normal(size=len(rs) + 1)
+        poly = lambda v: sum(c * v ** j for j, c in enumerate(coef))  # noqa: E731
+        sign = -1.0 if prediction == "data" else 1.0
+        x = 0.5 * h * (u + 1)
+        exact = 0.5 * h * float(np.sum(w * np.exp(sign * (h - x)) * (poly(x) - poly(0.0))))
+        weights = _difference_weights(h, rs, prediction, "bh1")
+        approx = sum(c * (poly(r * h) - poly(0.0)) for c, r in zip(weights, rs))
+        assert abs(approx - exact) < 1e-12 * max(1.0, abs(exact)), (h, rs)
+
+
+def test_unipc_single_difference_uses_b_of_h():
+    """With one difference the paper fixes a_1 = 1/2: c_1 = B(h) / (2 r_1), B = h (bh1) or
+    1 - e^-h / e^h - 1 (bh2); UniP-2 with bh2 and data prediction is DPM-Solver++(2M)."""
+    h, r = 0.8, -1.25
+    assert _difference_weights(h, [r], "data", "bh1") == [pytest.approx(h / (2 * r), rel=1e-15)]
+    assert _difference_weights(h, [r], "data", "bh2") == [pytest.approx(-math.expm1(-h) / (2 * r), rel=1e-14)]
+    assert _difference_weights(h, [r], "noise", "bh2") == [pytest.approx(math.expm1(h) / (2 * r), rel=1e-14)]
+
+
+def test_unipc_first_step_is_ddim_and_corrector_reuses_the_evaluation():
+    """One and two steps of UniPC-1: the predictor is DDIM; the corrector (UniC-1, a trapezoid-like
+    rule in lambda) moves the result with no extra evaluation: 2 NFE, and a different result
+    from two DDIM steps."""
+    sde = VPSDE()
+    fn = GAUSS.score_fn(sde)
+    z = sde.prior_sampling((8, 64), generator=torch.Generator().manual_seed(3), dtype=F64)
+    one, nfe1 = unipc_sampler(fn, sde, z.shape, order=1, steps=1, x_T=z, denoise=False)
+    ddim1, _ = dpm_solver_pp_sampler(fn, sde, z.shape, order=1, steps=1, x_T=z, denoise=False)  # DDIM
+    two, nfe2 = unipc_sampler(fn, sde, z.shape, order=1, steps=2, x_T=z, denoise=False)
+    ddim2, _ = dpm_solver_pp_sampler(fn, sde, z.shape, order=1, steps=2, x_T=z, denoise=False)
+    assert (nfe1, nfe2) == (1, 2)
+    torch.testing.assert_close(one, ddim1, rtol=1e-10, atol=1e-10)
+    assert (two - ddim2).abs().max().item() > 1e-3
+
+
+def test_unipc_lower_order_final_thresholds():
+    """True is DPM-Solver's rule (fewer than 10 steps), inf UniPC's reference code (always)."""
+    sde = VESDE()
+    fn = GAUSS.score_fn(sde)
+    z = sde.prior_sampling((4, 64), generator=torch.Generator().manual_seed(8), dtype=F64)
+    run = lambda steps, lof: unipc_sampler(fn, sde, z.shape, steps=steps, lower_order_final=lof, x_T=z)[0]  # noqa: E731
+    assert torch.equal(run(8, True), run(8, math.inf)) and not torch.equal(run(8, True), run(8, False))
+    assert torch.equal(run(12, True), run(12, False)) and not torch.equal(run(12, True), run(12, math.inf))
+    assert torch.equal(run(12, 13), run(12, math.inf))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -260,6 +349,7 @@ def test_deterministic_samplers_follow_the_exact_flow(sde_name):
     for x, _ in (dpm_solver_sampler(fn, sde, z.shape, steps=200, x_T=z, denoise=False),
                  dpm_solver_sampler(fn, sde, z.shape, steps=100, multistep=True, x_T=z, denoise=False),
                  dpm_solver_pp_sampler(fn, sde, z.shape, steps=100, order=3, x_T=z, denoise=False),
+                 unipc_sampler(fn, sde, z.shape, steps=100, x_T=z, denoise=False),
                  edm_heun_sampler(fn, sde, z.shape, steps=200, x_T=z, denoise=False)):
         assert (x - exact).abs().max().item() < 1e-3 * scale
     x, _ = dpm_solver_sampler(fn, sde, z.shape, steps=200, x_T=z)
@@ -288,11 +378,16 @@ def test_nfe_counts():
             assert check(dpm_solver_sampler(counting, sde, shape, steps=steps, order=order,
                                             multistep=True)) == steps + 1
             assert check(dpm_solver_pp_sampler(counting, sde, shape, steps=steps, order=order)) == steps + 1
+            for kwargs in (dict(), dict(prediction="noise", variant="bh2", skip_type="time_quadratic")):
+                assert check(unipc_sampler(counting, sde, shape, steps=steps, order=order, **kwargs)) == steps + 1
+                assert check(unipc_sampler(counting, sde, shape, steps=steps, order=order, denoise=False,
+                                           **kwargs)) == steps
         assert check(edm_heun_sampler(counting, sde, shape, steps=steps)) == 2 * steps + 1
         assert check(edm_heun_sampler(counting, sde, shape, steps=steps, denoise=False)) == 2 * steps
         assert check(edm_heun_sampler(counting, sde, shape, steps=steps, S_churn=10.0)) == 2 * steps + 1
     assert check(dpm_solver_sampler(counting, sde, shape)) == 21  # default budget 20
     assert check(edm_heun_sampler(counting, sde, shape)) == 35  # EDM's 18 levels
+    assert check(unipc_sampler(counting, sde, shape)) == 21
     nfe = check(adaptive_sde_sampler(counting, sde, shape, generator=torch.Generator().manual_seed(0)))
     assert nfe % 2 == 1 and nfe > 3  # two evaluations per iteration, plus the denoising one
     nfe = check(adaptive_sde_sampler(counting, sde, shape, denoise=False))
@@ -303,12 +398,14 @@ def test_sample_dispatch():
     sde = VESDE()
     fn = GAUSS.score_fn(sde)
     shape = (6, 64)
-    assert {"dpm_solver", "dpm_solver++", "edm_heun"} <= set(ODE_METHODS)
+    assert {"dpm_solver", "dpm_solver++", "edm_heun", "unipc"} <= set(ODE_METHODS)
     cases = [
         (dict(method="dpm_solver", steps=10, order=2), dpm_solver_sampler, dict(steps=10, order=2)),
         (dict(method="dpm_solver", steps=9, multistep=True, skip_type="time_quadratic"),
          dpm_solver_sampler, dict(steps=9, multistep=True, skip_type="time_quadratic")),
         (dict(method="dpm_solver++", steps=8), dpm_solver_pp_sampler, dict(steps=8)),
+        (dict(method="unipc", steps=8, order=2, variant="bh2", prediction="noise", skip_type="edm_rho"),
+         unipc_sampler, dict(steps=8, order=2, variant="bh2", prediction="noise", skip_type="edm_rho")),
         (dict(method="edm_heun", steps=5, S_churn=3.0, S_noise=1.003), edm_heun_sampler,
          dict(steps=5, S_churn=3.0, S_noise=1.003)),
     ]
@@ -338,6 +435,7 @@ def test_dtype_shape_and_reproducibility(dtype):
         lambda g: dpm_solver_sampler(fn, sde, shape, steps=6, generator=g, dtype=dtype),
         lambda g: dpm_solver_sampler(fn, sde, shape, steps=6, multistep=True, generator=g, dtype=dtype),
         lambda g: dpm_solver_pp_sampler(fn, sde, shape, steps=6, generator=g, dtype=dtype),
+        lambda g: unipc_sampler(fn, sde, shape, steps=6, generator=g, dtype=dtype),
         lambda g: edm_heun_sampler(fn, sde, shape, steps=3, S_churn=2.0, generator=g, dtype=dtype),
         lambda g: adaptive_sde_sampler(fn, sde, shape, generator=g, dtype=dtype),
     ]
@@ -348,7 +446,7 @@ def test_dtype_shape_and_reproducibility(dtype):
         assert a.dtype == dtype and a.shape == shape and bool(torch.isfinite(a).all())
         assert torch.equal(a, b) and not torch.equal(a, c)
     z = torch.zeros(shape, dtype=dtype)
-    for method in ("dpm_solver", "dpm_solver++", "edm_heun"):
+    for method in ("dpm_solver", "dpm_solver++", "edm_heun", "unipc"):
         assert sample(fn, sde, shape, pc=False, method=method, steps=4, x_T=z).dtype == dtype
 
 
@@ -359,8 +457,9 @@ def test_no_nan_for_few_steps(sde_name, steps):
     fn = toy.high_dim_gaussian(event_shape=(3, 4, 4)).score_fn(sde)
     shape = (4, 3, 4, 4)
     for kwargs in (dict(method="dpm_solver", order=3), dict(method="dpm_solver", order=3, multistep=True),
-                   dict(method="dpm_solver++"), dict(method="edm_heun"), dict(method="edm_heun", S_churn=40.0)):
-        for skip in ("logSNR", "time_uniform", "time_quadratic"):
+                   dict(method="dpm_solver++"), dict(method="unipc"), dict(method="unipc", prediction="noise"),
+                   dict(method="edm_heun"), dict(method="edm_heun", S_churn=40.0)):
+        for skip in ("logSNR", "time_uniform", "time_quadratic", "edm_rho"):
             if kwargs["method"] == "edm_heun" and skip != "logSNR":
                 continue
             extra = {} if kwargs["method"] == "edm_heun" else dict(skip_type=skip)
@@ -374,6 +473,7 @@ def test_progress_bar_runs(capsys):
     fn = GAUSS.score_fn(sde)
     sample(fn, sde, (2, 64), pc=False, method="dpm_solver", steps=6, progress=True)
     sample(fn, sde, (2, 64), pc=False, method="dpm_solver++", steps=6, progress=True)
+    sample(fn, sde, (2, 64), pc=False, method="unipc", steps=6, progress=True)
     sample(fn, sde, (2, 64), pc=False, method="edm_heun", steps=3, progress=True)
     sample(fn, sde, (2, 64), predictor="adaptive", corrector=None, progress=True)
     assert "nfe" in capsys.readouterr().err
@@ -393,8 +493,16 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match=r"unknown order=4; valid values are: 1, 2, 3"):
         dpm_solver_pp_sampler(fn, sde, shape, order=4)
     with pytest.raises(ValueError, match=r"unknown skip_type='karras'; valid values are: 'logSNR', "
-                                         r"'time_uniform', 'time_quadratic'"):
+                                         r"'time_uniform', 'time_quadratic', 'edm_rho'"):
         dpm_solver_sampler(fn, sde, shape, skip_type="karras")
+    with pytest.raises(ValueError, match=r"unknown variant='bh3'; valid values are: 'bh1', 'bh2'"):
+        sample(fn, sde, shape, pc=False, method="unipc", variant="bh3")
+    with pytest.raises(ValueError, match=r"unknown prediction='score'; valid values are: 'data', 'noise'"):
+        unipc_sampler(fn, sde, shape, prediction="score")
+    with pytest.raises(ValueError, match=r"unknown order=4; valid values are: 1, 2, 3"):
+        unipc_sampler(fn, sde, shape, order=4)
+    with pytest.raises(ValueError, match="lower_order_final must be"):
+        unipc_sampler(fn, sde, shape, lower_order_final=-1)
     with pytest.raises(ValueError, match=r"unknown brownian='tree'; valid values are: 'memory', 'fresh'"):
         adaptive_sde_sampler(fn, sde, shape, brownian="tree")
     with pytest.raises(ValueError, match="corrector=None"):

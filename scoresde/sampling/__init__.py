@@ -1,5 +1,5 @@
 """Samplers: predictor-corrector, probability-flow ODE, DDIM, torchsde and the fast samplers
-(DPM-Solver, DPM-Solver++, EDM, adaptive SDE), behind one :func:`sample` (Song et al. 2021,
+(DPM-Solver, DPM-Solver++, UniPC, EDM, adaptive SDE), behind one :func:`sample` (Song et al. 2021,
 Sec. 4).
 
 Every lower-level sampler is a function ``sampler(score_fn, sde, shape, *, ..., generator)``
@@ -21,6 +21,7 @@ from .fast import (
     dpm_solver_pp_sampler,
     dpm_solver_sampler,
     edm_heun_sampler,
+    unipc_sampler,
 )
 from .grids import (
     edm_rho_grid,
@@ -67,6 +68,7 @@ __all__ = [
     "dpm_solver_sampler",
     "dpm_solver_pp_sampler",
     "edm_heun_sampler",
+    "unipc_sampler",
     "adaptive_sde_sampler",
     "sdeint_sampler",
     "brownian_interval",
@@ -145,14 +147,15 @@ def sample(
         snr: corrector signal-to-noise ratio.
         n_corrector_steps: corrector iterations per time step.
         steps: number of time steps (default ``sde.N``) for the PC and fixed-step ODE samplers;
-            the NFE budget for ``"dpm_solver"`` / ``"dpm_solver++"`` (default 20) and the
+            the NFE budget for ``"dpm_solver"`` / ``"dpm_solver++"`` / ``"unipc"`` (default 20) and the
             number of Heun steps for ``"edm_heun"`` (default 17).
         eps: smallest time; sampling runs from ``T`` to ``eps``, then one noise-free step to 0.
         denoise: end with one noise-free step (the mean of the last update).
         method: ODE solver when ``pc=False``: ``"rk45"`` (on-device adaptive Dormand-Prince),
             ``"scipy_rk45"`` (reference, on the host), ``"euler"``, ``"heun"``, ``"ddim"``,
             ``"dpm_solver"`` (``order``, ``multistep``, ``skip_type``), ``"dpm_solver++"``
-            (2M) or ``"edm_heun"`` (``rho``, ``S_churn``, ``S_min``, ``S_max``, ``S_noise``;
+            (2M), ``"unipc"`` (UniPC-3: ``order``, ``variant``, ``prediction``, ``skip_type``)
+            or ``"edm_heun"`` (``rho``, ``S_churn``, ``S_min``, ``S_max``, ``S_noise``;
             stochastic when ``S_churn > 0``); see :mod:`scoresde.sampling.fast`.
         rtol, atol: tolerances of the adaptive solvers (``None``: 1e-5 each for ``"rk45"`` and
             ``"scipy_rk45"``, the paper's 0.05 and 0.0078 for ``predictor="adaptive"``).
