@@ -2,8 +2,9 @@
 
 Loads ``DIR/config.json`` and the latest checkpoint (EMA weights), samples with the config's
 sampler or the one given on the command line, and writes a PNG grid (or a scatter plot for
-2-D data) and an ``.npz`` with the samples (``x``, in the model's data range; ``images``, uint8,
-for image data). Existing outputs are never replaced unless ``--overwrite`` is given.
+2-D data; at most the first 256 samples) and an ``.npz`` with all the samples (``x``, in the
+model's data range; ``images``, uint8, for image data: what ``python -m scoresde.metrics fid``
+reads). ``--batch-size B`` draws many samples (e.g. 50k for FID) B at a time. Existing outputs are never replaced unless ``--overwrite`` is given.
 
 Controllable generation (Song et al. 2021, Sec. 5; :mod:`scoresde.guidance`):
 ``--class-label Y [--guidance-scale W]`` samples class ``Y`` from a class-conditional model
@@ -27,6 +28,7 @@ import numpy as np
 import torch
 
 from .config import UsageError
+from .sampling import ODE_METHODS
 from .sampling import sample as _sample_fn
 
 
@@ -120,7 +122,9 @@ def cli(argv=None) -> int:
     parser.add_argument("--corrector", help="PC corrector (langevin, annealed_langevin, none)")
     parser.add_argument("--snr", type=float)
     parser.add_argument("--steps", type=int, help="number of steps")
-    parser.add_argument("--ode-method", help="ODE solver (rk45, scipy_rk45, euler, heun, ddim)")
+    parser.add_argument("--ode-method", help="probability-flow ODE solver: " + ", ".join(ODE_METHODS))
+    parser.add_argument("--batch-size", type=int, help="draw the samples in batches of this many "
+                        "(default: all at once); the generator runs on, so results depend on it")
     parser.add_argument("--no-ema", action="store_true", help="use the raw weights instead of the EMA")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", help="torch device (default: cuda when available)")
@@ -142,6 +146,8 @@ def cli(argv=None) -> int:
     try:
         if args.n_samples < 1:
             raise UsageError("--n-samples must be at least 1")
+        if args.batch_size is not None and args.batch_size < 1:
+            raise UsageError("--batch-size must be at least 1")
         _check_combination(args)
         config, model, sde, step = load_run(args.workdir, checkpoint=args.checkpoint, ema=not args.no_ema,
                                             device=args.device)
@@ -190,17 +196,27 @@ def cli(argv=None) -> int:
             nfe = counted.nfe
         else:
             score_fn, suffix = _guided_score_fn(args, config, model, sde, device)
+            sampler = make_sampler(config)
+            batch = args.batch_size or args.n_samples
+            chunks, nfe = [], 0
             try:
-                x, nfe = make_sampler(config)(score_fn, sde, shape, generator)
+                for start in range(0, args.n_samples, batch):
+                    size = min(batch, args.n_samples - start)
+                    x, n = sampler(score_fn, sde, (size,) + shape[1:], generator)
+                    chunks.append(x.cpu())
+                    nfe = max(nfe, n)  # per batch (adaptive solvers differ between batches)
+                    if batch < args.n_samples:
+                        print(f"{start + size}/{args.n_samples} samples", file=sys.stderr)
             except ValueError as exc:
                 raise UsageError(str(exc)) from None
+            x = torch.cat(chunks)
             name = f"sample_{step}_{args.seed}{suffix}"
         out = args.out or os.path.join(args.workdir, "samples", name + ".png")
         npz = os.path.splitext(out)[0] + ".npz"
         for path in (out, npz):
             if os.path.exists(path) and not args.overwrite:
                 raise UsageError(f"{path} already exists: pass --out to write elsewhere, or --overwrite")
-        save_samples(x.cpu(), is_images, config, out)
+        save_samples(x[:GRID_MAX].cpu(), is_images, config, out)  # the .npz keeps them all
         arrays["x"] = x.cpu().numpy()
         if is_images:
             arrays["images"] = data_lib.from_model_range(x.cpu(), centered=config.data.centered).numpy()
@@ -210,6 +226,10 @@ def cli(argv=None) -> int:
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+
+
+#: Samples shown in the PNG grid (all of them go into the .npz).
+GRID_MAX = 256
 
 
 class _CallableModule(types.ModuleType):

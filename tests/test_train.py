@@ -205,3 +205,16 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, capsys):
     assert code == 3
     assert "the loss became" in capsys.readouterr().out
     assert snapshot(tmp_path / "checkpoints") == before
+
+
+def test_sample_cli_batches(tmp_path):
+    """--batch-size draws n samples in chunks; the .npz holds all of them."""
+    import numpy as np
+
+    assert run_cli(TOY, tmp_path) == 0
+    out = tmp_path / "b.png"
+    assert sample_module.cli(["--workdir", str(tmp_path), "-n", "5", "--batch-size", "2",
+                              "--steps", "3", "--out", str(out)]) == 0
+    with np.load(tmp_path / "b.npz") as f:
+        assert f["x"].shape == (5, 2) and np.isfinite(f["x"]).all()
+    assert sample_module.cli(["--workdir", str(tmp_path), "--batch-size", "0"]) == 2
