@@ -251,6 +251,16 @@ def _noise(counted: CountingScore, x: Tensor, t: float, sigma: float) -> Tensor:
     return -sigma * counted(x, full_time(t, x))
 
 
+def _model_value(counted: CountingScore, x: Tensor, sch: _Schedule, i: int, prediction: str) -> Tensor:
+    """The model value of the multistep solvers at grid point ``i``: the noise prediction
+    ``eps = -sigma_i score`` (``prediction="noise"``, for (*)) or the data prediction
+    ``x0 = (x + sigma_i^2 score) / alpha_i`` (``"data"``, Tweedie, for (**)); one NFE."""
+    score = counted(x, full_time(sch.t[i], x))
+    if prediction == "noise":
+        return -sch.sigma[i] * score
+    return (x + sch.sigma[i] ** 2 * score) / sch.alpha[i]
+
+
 def _dpm_solver_1(counted, x: Tensor, sch: _Schedule, s: int, t: int, mids) -> Tensor:
     # DPM-Solver-1 (first term of (*)), which is DDIM.
     h = sch.lam[t] - sch.lam[s]
@@ -305,11 +315,7 @@ def _multistep(counted: CountingScore, sde: SDE, x: Tensor, grid: List[float], o
     models: List[Tensor] = []
     for i in range(n):
         s, t = i, i + 1
-        score = counted(x, full_time(sch.t[s], x))
-        if prediction == "noise":
-            m = -sch.sigma[s] * score
-        else:
-            m = (x + sch.sigma[s] ** 2 * score) / sch.alpha[s]
+        m = _model_value(counted, x, sch, s, prediction)
         lams = [sch.lam[s]] + lams[:2]
         models = [m] + models[:2]
         k = min(order, i + 1)
@@ -531,14 +537,8 @@ def unipc_sampler(
     x = init_state(sde, shape, x_T, generator, device, dtype)
     sch = _Schedule(sde, SKIP_TYPES[skip_type](sde, eps, steps + 1))
 
-    def model(x: Tensor, i: int) -> Tensor:
-        score = counted(x, full_time(sch.t[i], x))
-        if prediction == "noise":
-            return -sch.sigma[i] * score
-        return (x + sch.sigma[i] ** 2 * score) / sch.alpha[i]
-
     bar = progress_bar(steps, progress, f"UniPC-{order}")
-    lams, models = [sch.lam[0]], [model(x, 0)]  # history, newest first
+    lams, models = [sch.lam[0]], [_model_value(counted, x, sch, 0, prediction)]  # history, newest first
     for i in range(steps):
         s, t = i, i + 1
         p = min(order, i + 1)
@@ -553,7 +553,7 @@ def unipc_sampler(
             x = x_pred
         else:
             # Model at the predicted point (the next step's NFE), then corrector UniC-p.
-            m_t = model(x_pred, t)
+            m_t = _model_value(counted, x_pred, sch, t, prediction)
             x = _exponential_update(x, sch, s, t, models[0], rs + [1.0], diffs + [m_t - models[0]],
                                     prediction, variant)
             lams = [sch.lam[t]] + lams[:order - 1]
