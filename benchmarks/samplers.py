@@ -19,6 +19,12 @@ Problems:
             step (denoise_step; Tweedie to sigma = 0 for EDM), which removes the sampling noise
             of the variance: |var / var_exact - 1| and the RMS error relative to the RMS of
             x_exact - m.
+  model     a trained network (--workdir, e.g. the Fashion-MNIST run of docs/benchmarks.md),
+            NFE-budgeted samplers only: the RMS distance of the samples from a 200-NFE UniPC-3
+            solution of the same x_T, relative to its RMS (--model-batch samples). The exact
+            problems above have smooth model values in noise prediction at every noise level;
+            a network's data prediction is the smoother one at low noise, so the ranking of
+            samplers can differ here.
 Budgets: "steps" (time steps), "tol" (rtol = atol of an adaptive ODE solver), "nfe" (total
 score evaluations including the final denoising one; EDM uses the largest odd NFE within it)
 and "sde tol" (rtol of the adaptive SDE solver, atol = 0.0078).
@@ -160,6 +166,8 @@ def sampler_table(quick: bool) -> List[Tuple[str, str, Callable]]:
         ("UniPC-3 noise", "nfe", unipc(prediction="noise")),
         ("UniPC-3 noise bh2 tq", "nfe", unipc(prediction="noise", variant="bh2", skip_type="time_quadratic",
                                               lower_order_final=math.inf)),
+        ("UniPC-3 noise bh2 vpq", "nfe", unipc(prediction="noise", variant="bh2", skip_type="vp_quadratic",
+                                               lower_order_final=math.inf)),
         ("UniPC-3 edm_rho", "nfe", unipc(skip_type="edm_rho")),
         ("EDM Heun", "nfe", lambda f, s, shp, n, g: edm_heun_sampler(f, s, shp, steps=(n - 1) // 2, generator=g)),
         ("EDM Heun churn=10", "nfe", lambda f, s, shp, n, g: edm_heun_sampler(f, s, shp, steps=(n - 1) // 2,
@@ -210,11 +218,46 @@ def exact_maps(data: toy.Gaussian, sde, x_T: torch.Tensor, eps: float = 1e-3) ->
     return {"denoise_step": denoise_step(score, sde, x, eps), "tweedie": tweedie}
 
 
+def model_problem(workdir: str, only: List[str], nfes: List[int], batch: int) -> List[Dict]:
+    """The NFE-budgeted samplers on a trained network against its own 200-NFE solution."""
+    from scoresde.models import get_score_fn
+    from scoresde.train import data_shape, load_run
+
+    config, model, sde, step = load_run(workdir, device="cpu")
+    score_fn = get_score_fn(model, sde)
+    shape = (batch,) + data_shape(config)
+    # The samplers draw x_T from the prior with their generator: seed 0 gives every one this x_T.
+    x_T = sde.prior_sampling(shape, generator=torch.Generator().manual_seed(0))
+    print(f"\n## model: {workdir} (step {step}, {config.training.sde}), {batch} samples; "
+          "reference: UniPC-3 at 200 NFE", flush=True)
+    with torch.no_grad():
+        ref, _ = unipc_sampler(score_fn, sde, shape, steps=199, x_T=x_T)
+        rows = []
+        for sampler_name, kind, run in sampler_table(False):
+            if kind != "nfe" or "churn" in sampler_name or (only and not any(
+                    key.lower() in sampler_name.lower() for key in only)):
+                continue
+            for budget in nfes:
+                start = time.perf_counter()
+                x, nfe = run(score_fn, sde, shape, budget, torch.Generator().manual_seed(0))
+                rmse = ((x - ref).pow(2).mean().sqrt() / ref.pow(2).mean().sqrt()).item()
+                row = dict(problem="model", sde=config.training.sde, sampler=sampler_name,
+                           budget=f"{budget} NFE", nfe=nfe, wall=time.perf_counter() - start,
+                           **{"rel. RMSE vs 200 NFE": rmse})
+                rows.append(row)
+                print("  " + " | ".join(f"{k}={fmt(v) if isinstance(v, float) else v}" for k, v in row.items()),
+                      flush=True)
+    return rows
+
+
 def run_problem(name: str, sdes: List[str], steps: List[int], tols: List[float], quick: bool,
                 max_nfe: int, only: List[str] = (), nfes: List[int] = NFES,
-                sde_tols: List[float] = SDE_TOLS, gauss_batch: int = GAUSS_B) -> List[Dict]:
+                sde_tols: List[float] = SDE_TOLS, gauss_batch: int = GAUSS_B,
+                workdir: str = "", model_batch: int = 100) -> List[Dict]:
     rows = []
     exact_of = None
+    if name == "model":
+        return model_problem(workdir, only, nfes, model_batch)
     if name == "ring":
         data = toy.ring()
         shape = (RING_N, 2)
@@ -328,7 +371,11 @@ def main(argv=None) -> int:
     parser.add_argument("--nfes", default="", help="comma-separated NFE budgets (default 10,20,35,50,100)")
     parser.add_argument("--gauss-batch", type=int, default=GAUSS_B,
                         help="samples of the 3072-D Gaussian (gauss, flow); the variance noise has sd sqrt(2 / (B D))")
+    parser.add_argument("--workdir", default="", help="trained run for --problems model")
+    parser.add_argument("--model-batch", type=int, default=100, help="samples for --problems model")
     args = parser.parse_args(argv)
+    if "model" in args.problems.split(",") and not args.workdir:
+        parser.error("--problems model needs --workdir DIR (a run written by python -m scoresde.train)")
     torch.set_num_threads(args.threads)
     steps, tols, sdes = STEPS, TOLS, args.sdes.split(",")
     nfes, sde_tols = NFES, SDE_TOLS
@@ -343,7 +390,7 @@ def main(argv=None) -> int:
     all_rows = []
     for problem in args.problems.split(","):
         all_rows += run_problem(problem, sdes, steps, tols, args.quick, args.max_nfe, only, nfes, sde_tols,
-                                args.gauss_batch)
+                                args.gauss_batch, args.workdir, args.model_batch)
     for problem in args.problems.split(","):
         print(f"\n### {problem}\n")
         print_markdown([{k: v for k, v in r.items() if k != "problem"} for r in all_rows if r["problem"] == problem])

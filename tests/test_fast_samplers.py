@@ -31,6 +31,7 @@ from scoresde.sampling import (
     rk45_sampler,
     time_from_log_snr,
     time_quadratic_grid,
+    vp_quadratic_grid,
 )
 from scoresde.sampling.fast import _BrownianMemory, _difference_weights, _phi, singlestep_orders
 
@@ -69,6 +70,28 @@ def test_grids(sde_name):
     assert grid[0] == 1.0 and grid[-1] == 1e-3
 
 
+def test_vp_quadratic_grid():
+    # On the standard VP SDE it is DDIM's time-quadratic grid.
+    for n in (2, 3, 10, 20):
+        np.testing.assert_allclose(vp_quadratic_grid(VPSDE(), 1e-3, n), time_quadratic_grid(1.0, 1e-3, n),
+                                   rtol=1e-12, atol=1e-14)
+    # On any SDE its lambda values are those of the standard VP SDE at times equally spaced in
+    # sqrt(t) between the VP times whose lambda are this SDE's lambda(T) and lambda(eps).
+    vp = VPSDE()
+    for sde in (VESDE(), SubVPSDE(), VESDE(sigma_min=0.002, sigma_max=80.0)):
+        grid = vp_quadratic_grid(sde, 1e-3, 12)
+        assert grid[0] == sde.T and grid[-1] == 1e-3 and len(grid) == 12
+        lam = log_snr(sde, grid)
+        u = np.sqrt(time_from_log_snr(vp, [lam[0], lam[-1]]))
+        taus = (np.linspace(u[0], u[1], 12) ** 2).tolist()
+        np.testing.assert_allclose(lam[1:-1], log_snr(vp, taus)[1:-1], rtol=1e-9, atol=1e-9)
+    # The same lambda values on every SDE with the same lambda range: VE with the VP ends.
+    lam_T, lam_eps = log_snr(vp, [1.0, 1e-3])
+    ve = VESDE(sigma_min=math.exp(-lam_eps), sigma_max=math.exp(-lam_T))
+    np.testing.assert_allclose(log_snr(ve, vp_quadratic_grid(ve, 0.0, 9)),
+                               log_snr(vp, vp_quadratic_grid(vp, 1e-3, 9)), rtol=1e-9, atol=1e-9)
+
+
 def test_time_grids_and_edm_sigmas():
     np.testing.assert_allclose(time_quadratic_grid(1.0, 1e-2, 4), [1.0, 0.49, 0.16, 0.01], rtol=1e-12)
     s = edm_sigmas(0.002, 80.0, 18, rho=7.0)
@@ -97,6 +120,8 @@ RECIPES = {
     "dpm_solver++": dict(pc=False, method="dpm_solver++", steps=80),
     "unipc-3": dict(pc=False, method="unipc", steps=40),
     "unipc-2 noise bh2": dict(pc=False, method="unipc", order=2, prediction="noise", variant="bh2", steps=40),
+    "unipc-3 noise bh2 vp_quadratic": dict(pc=False, method="unipc", prediction="noise", variant="bh2",
+                                           skip_type="vp_quadratic", lower_order_final=math.inf, steps=40),
     "edm_heun": dict(pc=False, method="edm_heun", steps=60),
     "edm_heun churn": dict(pc=False, method="edm_heun", steps=60, S_churn=5.0),
     "adaptive": dict(pc=True, predictor="adaptive", corrector=None),
@@ -459,7 +484,7 @@ def test_no_nan_for_few_steps(sde_name, steps):
     for kwargs in (dict(method="dpm_solver", order=3), dict(method="dpm_solver", order=3, multistep=True),
                    dict(method="dpm_solver++"), dict(method="unipc"), dict(method="unipc", prediction="noise"),
                    dict(method="edm_heun"), dict(method="edm_heun", S_churn=40.0)):
-        for skip in ("logSNR", "time_uniform", "time_quadratic", "edm_rho"):
+        for skip in ("logSNR", "time_uniform", "time_quadratic", "edm_rho", "vp_quadratic"):
             if kwargs["method"] == "edm_heun" and skip != "logSNR":
                 continue
             extra = {} if kwargs["method"] == "edm_heun" else dict(skip_type=skip)
@@ -493,7 +518,7 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match=r"unknown order=4; valid values are: 1, 2, 3"):
         dpm_solver_pp_sampler(fn, sde, shape, order=4)
     with pytest.raises(ValueError, match=r"unknown skip_type='karras'; valid values are: 'logSNR', "
-                                         r"'time_uniform', 'time_quadratic', 'edm_rho'"):
+                                         r"'time_uniform', 'time_quadratic', 'edm_rho', 'vp_quadratic'"):
         dpm_solver_sampler(fn, sde, shape, skip_type="karras")
     with pytest.raises(ValueError, match=r"unknown variant='bh3'; valid values are: 'bh1', 'bh2'"):
         sample(fn, sde, shape, pc=False, method="unipc", variant="bh3")

@@ -32,6 +32,7 @@ from .grids import (
     time_from_log_snr,
     time_quadratic_grid,
     uniform_grid,
+    vp_quadratic_grid,
 )
 from .ode import ODE_METHODS as _BASE_ODE_METHODS
 from .ode import (
@@ -89,6 +90,7 @@ __all__ = [
     "time_quadratic_grid",
     "edm_sigmas",
     "edm_rho_grid",
+    "vp_quadratic_grid",
     "euler_maruyama_predictor",
     "reverse_diffusion_predictor",
     "ancestral_predictor",

@@ -89,6 +89,7 @@ from .grids import (
     time_from_log_snr,
     time_quadratic_grid,
     uniform_grid,
+    vp_quadratic_grid,
 )
 from .ode import denoise_step
 
@@ -110,6 +111,7 @@ SKIP_TYPES: Dict[str, Callable[[SDE, float, int], List[float]]] = {
     "time_uniform": lambda sde, eps, n: uniform_grid(sde.T, eps, n),
     "time_quadratic": lambda sde, eps, n: time_quadratic_grid(sde.T, eps, n),
     "edm_rho": lambda sde, eps, n: edm_rho_grid(sde, eps, n),
+    "vp_quadratic": vp_quadratic_grid,
 }
 
 DEFAULT_DPM_STEPS = 20  # NFE budget of DPM-Solver (its paper's "20 NFE" setting)
@@ -200,7 +202,10 @@ def dpm_solver_sampler(
         multistep: use the previous steps' model values (Lu et al. 2022b) instead of
             intermediate evaluations; the first ``order - 1`` steps warm up with lower orders.
         skip_type: ``"logSNR"`` (uniform in ``lambda``, the paper's choice for these SDEs),
-            ``"time_uniform"`` or ``"time_quadratic"``.
+            ``"time_uniform"``, ``"time_quadratic"`` (DDIM's spacing in this SDE's ``t``),
+            ``"edm_rho"`` (Karras et al.'s rho = 7 noise levels) or ``"vp_quadratic"`` (the
+            ``lambda`` values of the time-quadratic grid of the standard VP SDE, the same on
+            every SDE: :func:`~scoresde.sampling.vp_quadratic_grid`).
         lower_order_final: multistep only: for ``steps < 10`` the last steps drop to lower
             orders (DPM-Solver's default, which steadies very short runs).
         eps: last time; ``denoise`` adds :func:`~scoresde.sampling.denoise_step` (one NFE).

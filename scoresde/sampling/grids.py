@@ -100,3 +100,46 @@ def edm_rho_grid(sde: SDE, eps: float, n: int, rho: float = 7.0) -> List[float]:
     sigmas = edm_sigmas(math.exp(-lam_eps), math.exp(-lam_T), n, rho)
     grid = [float(sde.T)] + time_from_log_snr(sde, [-math.log(s) for s in sigmas[1:-1]]) + [float(eps)]
     return _check_decreasing(grid, "EDM rho")
+
+
+#: ``(beta_min, beta_max)`` of the reference VP SDE of :func:`vp_quadratic_grid`: the linear
+#: schedule of DDPM and of Song et al. (2021), whose DDIM time-quadratic grid it carries over.
+REFERENCE_VP_BETAS = (0.1, 20.0)
+
+
+def _reference_vp_log_snr(tau: float) -> float:
+    """``lambda(tau)`` of the reference VP SDE: ``-2 log alpha = beta_0 tau + (beta_1 - beta_0) tau^2 / 2``
+    (Song et al. 2021, App. B) and ``lambda = -1/2 log(alpha^-2 - 1)``."""
+    b0, b1 = REFERENCE_VP_BETAS
+    c = b0 * tau + 0.5 * (b1 - b0) * tau * tau
+    return -0.5 * math.log(math.expm1(c))
+
+
+def _reference_vp_time(lam: float) -> float:
+    """Inverse of :func:`_reference_vp_log_snr`, in closed form (a quadratic in ``tau``)."""
+    b0, b1 = REFERENCE_VP_BETAS
+    c = math.log1p(math.exp(-2.0 * lam))  # -2 log alpha
+    return 2.0 * c / (b0 + math.sqrt(b0 * b0 + 2.0 * (b1 - b0) * c))
+
+
+def vp_quadratic_grid(sde: SDE, eps: float, n: int) -> List[float]:
+    """DDIM's time-quadratic spacing of the reference VP SDE, carried to ``sde`` through ``lambda``.
+
+    The probability-flow ODE of ``x / alpha`` in ``lambda`` is the same for every SDE (Lu et al.
+    2022, Sec. 3.1; Karras et al. 2022, Sec. 4), so a grid of ``lambda`` values is a
+    discretization of the same ODE whichever SDE is sampled. This one takes the ``lambda``
+    values of the reference VP SDE (``beta`` from 0.1 to 20, :data:`REFERENCE_VP_BETAS`) at
+    times ``tau`` equally spaced in ``sqrt(tau)`` between the ``tau`` whose ``lambda`` equal
+    ``lambda(T)`` and ``lambda(eps)`` of ``sde``, and returns the times of ``sde`` with those
+    ``lambda``. For the default :class:`~scoresde.VPSDE` it equals :func:`time_quadratic_grid`;
+    for VE it keeps the VP grid's step sizes in ``lambda`` (short near ``lambda ~ 0``, longer at
+    both ends), where VE's own time-quadratic grid, ``lambda`` being linear in VE's ``t``,
+    crowds the small-noise end.
+    """
+    if n == 1:
+        return [float(sde.T)]
+    lam_T, lam_eps = log_snr(sde, [sde.T, eps])
+    a, b = math.sqrt(_reference_vp_time(lam_T)), math.sqrt(_reference_vp_time(lam_eps))
+    lam = [_reference_vp_log_snr((a + (b - a) * i / (n - 1)) ** 2) for i in range(1, n - 1)]
+    grid = [float(sde.T)] + time_from_log_snr(sde, lam) + [float(eps)]
+    return _check_decreasing(grid, "VP time-quadratic")
