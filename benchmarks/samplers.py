@@ -218,6 +218,15 @@ def exact_maps(data: toy.Gaussian, sde, x_T: torch.Tensor, eps: float = 1e-3) ->
     return {"denoise_step": denoise_step(score, sde, x, eps), "tweedie": tweedie}
 
 
+def selected(sampler_name: str, only: List[str]) -> bool:
+    """Whether ``--samplers`` (parts of names, case-insensitive; empty: all) keeps this sampler."""
+    return not only or any(key.lower() in sampler_name.lower() for key in only)
+
+
+def print_row(row: Dict) -> None:
+    print("  " + " | ".join(f"{k}={fmt(v) if isinstance(v, float) else v}" for k, v in row.items()), flush=True)
+
+
 def model_problem(workdir: str, only: List[str], nfes: List[int], batch: int) -> List[Dict]:
     """The NFE-budgeted samplers on a trained network against its own 200-NFE solution."""
     from scoresde.models import get_score_fn
@@ -234,8 +243,7 @@ def model_problem(workdir: str, only: List[str], nfes: List[int], batch: int) ->
         ref, _ = unipc_sampler(score_fn, sde, shape, steps=199, x_T=x_T)
         rows = []
         for sampler_name, kind, run in sampler_table(False):
-            if kind != "nfe" or "churn" in sampler_name or (only and not any(
-                    key.lower() in sampler_name.lower() for key in only)):
+            if kind != "nfe" or "churn" in sampler_name or not selected(sampler_name, only):
                 continue
             for budget in nfes:
                 start = time.perf_counter()
@@ -245,8 +253,7 @@ def model_problem(workdir: str, only: List[str], nfes: List[int], batch: int) ->
                            budget=f"{budget} NFE", nfe=nfe, wall=time.perf_counter() - start,
                            **{"rel. RMSE vs 200 NFE": rmse})
                 rows.append(row)
-                print("  " + " | ".join(f"{k}={fmt(v) if isinstance(v, float) else v}" for k, v in row.items()),
-                      flush=True)
+                print_row(row)
     return rows
 
 
@@ -254,10 +261,10 @@ def run_problem(name: str, sdes: List[str], steps: List[int], tols: List[float],
                 max_nfe: int, only: List[str] = (), nfes: List[int] = NFES,
                 sde_tols: List[float] = SDE_TOLS, gauss_batch: int = GAUSS_B,
                 workdir: str = "", model_batch: int = 100) -> List[Dict]:
-    rows = []
-    exact_of = None
     if name == "model":
         return model_problem(workdir, only, nfes, model_batch)
+    rows = []
+    exact_of = None
     if name == "ring":
         data = toy.ring()
         shape = (RING_N, 2)
@@ -287,7 +294,7 @@ def run_problem(name: str, sdes: List[str], steps: List[int], tols: List[float],
         score_fn = make_score(sde)
         maps = exact_of(sde) if exact_of is not None else None
         for sampler_name, kind, run in sampler_table(quick):
-            if only and not any(key.lower() in sampler_name.lower() for key in only):
+            if not selected(sampler_name, only):
                 continue
             if maps is not None:
                 if kind != "nfe" or "churn" in sampler_name:
@@ -311,8 +318,7 @@ def run_problem(name: str, sdes: List[str], steps: List[int], tols: List[float],
                            budget=label.get(kind, f"{budget} steps"),
                            nfe=nfe, wall=wall, **metric(x))
                 rows.append(row)
-                print("  " + " | ".join(f"{k}={fmt(v) if isinstance(v, float) else v}" for k, v in row.items()),
-                      flush=True)
+                print_row(row)
                 if nfe > max_nfe:
                     break
     return rows

@@ -28,7 +28,12 @@ def test_model_problem(tmp_path, capsys):
     assert {r["sampler"] for r in rows} == {"UniPC-3 noise bh2 vpq", "DPM-Solver++(2M)",
                                             "DPM-Solver++(2M) tq", "DPM-Solver++(2M) edm_rho"}
     assert sorted({r["nfe"] for r in rows}) == [4, 6]
-    assert all(r["rel. RMSE vs 200 NFE"] >= 0 for r in rows)
+    assert all(0 < r["rel. RMSE vs 200 NFE"] < float("inf") for r in rows)
+    # Every sampler starts from the reference's x_T: UniPC-3 at the reference's own budget
+    # reproduces it exactly.
+    rows = bench.model_problem(str(run), ["UniPC-3"], [200], batch=3)
+    same = [r for r in rows if r["sampler"] == "UniPC-3"]
+    assert len(same) == 1 and same[0]["nfe"] == 200 and same[0]["rel. RMSE vs 200 NFE"] == 0.0
     with pytest.raises(SystemExit):
         bench.main(["--problems", "model"])  # needs --workdir
     assert "--problems model needs --workdir" in capsys.readouterr().err

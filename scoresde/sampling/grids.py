@@ -7,7 +7,7 @@ from typing import List, Sequence, Tuple
 
 import torch
 
-from ..sde import SDE
+from ..sde import SDE, VPSDE
 
 
 def uniform_grid(T: float, eps: float, steps: int) -> List[float]:
@@ -105,18 +105,15 @@ def edm_rho_grid(sde: SDE, eps: float, n: int, rho: float = 7.0) -> List[float]:
 #: ``(beta_min, beta_max)`` of the reference VP SDE of :func:`vp_quadratic_grid`: the linear
 #: schedule of DDPM and of Song et al. (2021), whose DDIM time-quadratic grid it carries over.
 REFERENCE_VP_BETAS = (0.1, 20.0)
-
-
-def _reference_vp_log_snr(tau: float) -> float:
-    """``lambda(tau)`` of the reference VP SDE: ``-2 log alpha = beta_0 tau + (beta_1 - beta_0) tau^2 / 2``
-    (Song et al. 2021, App. B) and ``lambda = -1/2 log(alpha^-2 - 1)``."""
-    b0, b1 = REFERENCE_VP_BETAS
-    c = b0 * tau + 0.5 * (b1 - b0) * tau * tau
-    return -0.5 * math.log(math.expm1(c))
+_REFERENCE_VP = VPSDE(*REFERENCE_VP_BETAS)
 
 
 def _reference_vp_time(lam: float) -> float:
-    """Inverse of :func:`_reference_vp_log_snr`, in closed form (a quadratic in ``tau``)."""
+    """The time ``tau`` of the reference VP SDE with ``lambda(tau) = lam``, in closed form:
+    ``-2 log alpha = log(1 + e^(-2 lambda)) = beta_0 tau + (beta_1 - beta_0) tau^2 / 2`` (Song et
+    al. 2021, App. B) is a quadratic in ``tau``. Unlike :func:`time_from_log_snr`, whose
+    bisection stops at ``T``, it also gives the ``tau > 1`` of a VE SDE with
+    ``sigma_max > e^5``."""
     b0, b1 = REFERENCE_VP_BETAS
     c = math.log1p(math.exp(-2.0 * lam))  # -2 log alpha
     return 2.0 * c / (b0 + math.sqrt(b0 * b0 + 2.0 * (b1 - b0) * c))
@@ -140,6 +137,6 @@ def vp_quadratic_grid(sde: SDE, eps: float, n: int) -> List[float]:
         return [float(sde.T)]
     lam_T, lam_eps = log_snr(sde, [sde.T, eps])
     a, b = math.sqrt(_reference_vp_time(lam_T)), math.sqrt(_reference_vp_time(lam_eps))
-    lam = [_reference_vp_log_snr((a + (b - a) * i / (n - 1)) ** 2) for i in range(1, n - 1)]
+    lam = log_snr(_REFERENCE_VP, [(a + (b - a) * i / (n - 1)) ** 2 for i in range(1, n - 1)])
     grid = [float(sde.T)] + time_from_log_snr(sde, lam) + [float(eps)]
     return _check_decreasing(grid, "VP time-quadratic")
