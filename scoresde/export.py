@@ -36,13 +36,14 @@ _TORCH_DTYPES = {name: dtype for dtype, name in _DTYPES.items()}
 
 def save_safetensors(tensors: Dict[str, torch.Tensor], path: str,
                      metadata: Optional[Dict[str, str]] = None) -> str:
-    """Write ``tensors`` (any shapes, the dtypes of ``_DTYPES``) and string ``metadata`` to a
-    safetensors file; the file appears whole or not at all. Returns ``path``."""
+    """Write ``tensors`` (any shapes; float, bfloat16, int, uint8 or bool) and the string
+    ``metadata`` to a safetensors file; the file appears whole or not at all. Returns ``path``."""
     header: Dict[str, object] = {"__metadata__": dict(metadata or {})}
     chunks, offset = [], 0
     for name, tensor in tensors.items():
         if tensor.dtype not in _DTYPES:
-            raise ValueError(f"tensor {name!r} has dtype {tensor.dtype}; safetensors takes {sorted(_DTYPES.values())}")
+            raise ValueError(f"tensor {name!r} has dtype {tensor.dtype}; "
+                             f"safetensors takes {sorted(_DTYPES.values())}")
         data = tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
         header[name] = {"dtype": _DTYPES[tensor.dtype], "shape": list(tensor.shape),
                         "data_offsets": [offset, offset + len(data)]}
@@ -71,8 +72,10 @@ def load_safetensors(path: str) -> Tuple[Dict[str, torch.Tensor], Dict[str, str]
         tensors = {}
         for name, entry in header.items():
             dtype, (start, end) = _TORCH_DTYPES[entry["dtype"]], entry["data_offsets"]
-            flat = torch.frombuffer(bytearray(data[start:end]), dtype=dtype) if end > start else torch.empty(0, dtype=dtype)
-            tensors[name] = flat.reshape(entry["shape"])
+            if end > start:
+                tensors[name] = torch.frombuffer(bytearray(data[start:end]), dtype=dtype).reshape(entry["shape"])
+            else:
+                tensors[name] = torch.empty(entry["shape"], dtype=dtype)
     except (struct.error, ValueError, KeyError, TypeError, RuntimeError) as exc:
         raise ValueError(f"{path} is not a safetensors file ({exc})") from None
     return tensors, metadata
@@ -107,7 +110,8 @@ def load_exported(path: str, *, device: Optional[str] = None
 
     tensors, metadata = load_safetensors(path)
     if "scoresde.config" not in metadata:
-        raise ValueError(f"{path} has no scoresde config in its metadata: write it with python -m scoresde.export")
+        raise ValueError(f"{path} has no scoresde config in its metadata: "
+                         "write it with python -m scoresde.export")
     config = ml_collections.ConfigDict(json.loads(metadata["scoresde.config"]))
     model = make_model(config)
     model.load_state_dict(tensors)
@@ -117,7 +121,8 @@ def load_exported(path: str, *, device: Optional[str] = None
 def cli(argv=None) -> int:
     """``python -m scoresde.export``; returns the exit status (2 for usage errors)."""
     parser = argparse.ArgumentParser(prog="python -m scoresde.export", description=__doc__.split("\n")[0])
-    parser.add_argument("--workdir", required=True, help="training run to export (its config.json and checkpoints/)")
+    parser.add_argument("--workdir", required=True,
+                        help="training run to export (its config.json and checkpoints/)")
     parser.add_argument("--out", required=True, help="safetensors file to write (e.g. model.safetensors)")
     parser.add_argument("--checkpoint", help="checkpoint file to export (default: the run's latest)")
     args = parser.parse_args(argv)

@@ -169,3 +169,17 @@ def test_readme_links_work_off_the_repository():
     relative = [t for t in re.findall(r"\]\(([^)\s]+)", readme) + re.findall(r'src="([^"]+)"', readme)
                 if not t.startswith(("https://", "http://", "#"))]
     assert relative == [], f"README.md links relatively to {relative}"
+
+
+def test_shared_parameter_entries_are_split():
+    pytest.importorskip("griffe")
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("griffe_docstrings", DOCS / "hooks" / "griffe_docstrings.py")
+    hook = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hook)
+    text = ("Solve it.\n\nArgs:\n    x: the state.\n    rtol, atol: tolerances\n        of the solver.\n"
+            "    n: steps.\nReturns:\n    a, b: not parameters.")
+    assert hook._split_shared_entries(text) == (
+        "Solve it.\n\nArgs:\n    x: the state.\n    rtol: tolerances\n        of the solver.\n"
+        "    atol: tolerances\n        of the solver.\n    n: steps.\nReturns:\n    a, b: not parameters.")

@@ -16,7 +16,8 @@ from typing import Any
 import griffe
 
 _ROLE = re.compile(r":(?:py:)?(?:func|class|mod|meth|attr|data|obj|exc|const):`(~?)([^`]+)`")
-_SECTION = re.compile(r"^(\s*)(Args|Arguments|Parameters|Keyword Args|Keyword Arguments|Other Parameters):\s*$")
+_SECTION = re.compile(
+    r"^(\s*)(Args|Arguments|Parameters|Keyword Args|Keyword Arguments|Other Parameters):\s*$")
 _SHARED_ENTRY = re.compile(r"^(\s+)(\*{0,2}\w+(?:, \*{0,2}\w+)+): ?(.*)$")
 
 
@@ -55,16 +56,19 @@ def _link_roles(obj: griffe.Object, text: str) -> str:
     return _ROLE.sub(link, text)
 
 
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip())
+
+
 def _split_shared_entries(text: str) -> str:
     lines, out, section_indent = text.split("\n"), [], None
     i = 0
     while i < len(lines):
         line = lines[i]
         header = _SECTION.match(line)
-        indent = len(line) - len(line.lstrip())
         if header:
             section_indent = len(header.group(1))
-        elif section_indent is not None and line.strip() and indent <= section_indent:
+        elif section_indent is not None and line.strip() and _indent(line) <= section_indent:
             section_indent = None
         entry = _SHARED_ENTRY.match(line) if section_indent is not None else None
         if not entry:
@@ -73,7 +77,7 @@ def _split_shared_entries(text: str) -> str:
             continue
         body = [entry.group(3)]
         i += 1
-        while i < len(lines) and (not lines[i].strip() or len(lines[i]) - len(lines[i].lstrip()) > len(entry.group(1))):
+        while i < len(lines) and (not lines[i].strip() or _indent(lines[i]) > len(entry.group(1))):
             body.append(lines[i])
             i += 1
         for name in entry.group(2).split(", "):
