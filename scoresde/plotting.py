@@ -47,7 +47,7 @@ def scatter_png(
     """Write side-by-side scatter plots of 2-D point sets ``(n, 2)`` to a PNG file.
 
     Each panel's heading gives its title (lines split at ``"\\n"``) and how many of its points
-    lie outside the plotted square (see :func:`outside_count`), with the largest radius among
+    lie outside the plotted square (see :func:`outside_count`) and the largest radius among
     them; the PNG's text chunk ``"outside"`` holds these counts as JSON ``{title: count}``.
 
     Args:
@@ -71,7 +71,7 @@ def scatter_png(
         if n_out:
             finite = pts.detach().double()[torch.isfinite(pts).all(dim=1)]
             radius = finite.norm(dim=1).max().item() if len(finite) else float("nan")
-            note = f"{n_out} of {len(pts)} points outside [{lo:g}, {hi:g}]², farthest at radius {radius:.3g}"
+            note = f"{n_out} of {len(pts)} outside [{lo:g}, {hi:g}]², up to radius {radius:.3g}"
         else:
             note = f"all {len(pts)} points inside [{lo:g}, {hi:g}]²"
         headings.append(title.split("\n") + [note])
@@ -96,7 +96,7 @@ def scatter_png(
         color = _COLORS[j % len(_COLORS)]
         for u, v in zip(us, vs):
             if off <= u < off + size and pad <= v < pad + size:
-                draw.point((u, v), fill=color)
+                draw.rectangle([u, v, u + 1, v + 1], fill=color)  # 2x2 px: visible dots
         if reference is not None:
             for u, v in zip(*to_px(reference.detach().cpu(), off)):
                 draw.line([u - 5, v, u + 5, v], fill=(0, 0, 0), width=2)
