@@ -20,6 +20,7 @@ import torch  # noqa: E402
 
 import scoresde  # noqa: E402
 from scoresde import toy  # noqa: E402
+from scoresde.plotting import outside_count  # noqa: E402
 from scoresde.sampling import (ddim_sampler, denoise_step, dpm_solver_pp_sampler,  # noqa: E402
                                dpm_solver_sampler, edm_heun_sampler, euler_maruyama_predictor,
                                euler_sampler, heun_sampler, pc_sampler, rk45_sampler, step_pairs,
@@ -83,7 +84,7 @@ def trajectories(sde) -> None:
 
 def error_vs_nfe(sde) -> None:
     """Deterministic solvers against the exact probability-flow map of a Gaussian."""
-    gauss = toy.high_dim_gaussian((3, 16, 16))
+    gauss = toy.high_dim_gaussian()  # 3072-D (3x32x32), the Gaussian of benchmarks.md
     score = gauss.score_fn(sde)
     B, eps = 200, 1e-3
     shape = (B,) + gauss.event_shape
@@ -139,7 +140,8 @@ def ring_samplers(sde) -> None:
         spread = (x.double() - ring.means[k]).std().item()
         ax.scatter(x[:, 0], x[:, 1], s=1, alpha=0.35, rasterized=True)
         ax.scatter(ring.means[:, 0], ring.means[:, 1], marker="+", color="red", s=30)
-        ax.set_title(f"{name}\nNFE {nfe}, spread {spread:.3f} (true 0.100)", fontsize=8)
+        outside = outside_count(x, (-3.0, 3.0))
+        ax.set_title(f"{name}\nNFE {nfe}, spread {spread:.3f} (true 0.100), {outside} outside", fontsize=8)
         ax.set_xlim(-3, 3)
         ax.set_ylim(-3, 3)
         ax.set_aspect("equal")

@@ -1,4 +1,5 @@
 // MathJax settings for pymdownx.arithmatex (generic mode): \( \) inline, \[ \] display.
+// The MathJax script itself is served by the site (docs/hooks/offline_site.py).
 window.MathJax = {
   tex: {
     inlineMath: [["\\(", "\\)"]],
@@ -7,6 +8,7 @@ window.MathJax = {
     processEnvironments: true,
     tags: "none",
   },
+  svg: { fontCache: "global" },
   options: {
     ignoreHtmlClass: ".*|",
     processHtmlClass: "arithmatex",
