@@ -34,12 +34,12 @@ def _image_files(folder: Path) -> List[Path]:
 def _read_image(path: Path, num_channels: int, image_size: int) -> torch.Tensor:
     """One image ``(C, S, S)`` uint8: converted to gray or RGB, center-cropped to a square,
     then resized to ``S = image_size`` (bilinear, antialiased, as ``resize``)."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     try:
         with Image.open(path) as image:
             pixels = np.asarray(image.convert(_MODES[num_channels]))
-    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as e:
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:  # Pillow's decoding errors
         raise DataError(f"cannot read image {path} ({e}): replace or remove the file") from e
     x = torch.from_numpy(pixels.copy()).reshape(pixels.shape[0], pixels.shape[1], num_channels)
     x = x.permute(2, 0, 1)
