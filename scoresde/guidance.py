@@ -198,10 +198,25 @@ def replacement_constraint(
     return constraint
 
 
-def _check_sample_kwargs(sample_kwargs: dict, pc: bool, method: str) -> None:
-    for key in ("x_T", "device", "dtype", "constraint"):
+def _check_sample_kwargs(sample_kwargs: dict, data: Tensor, pc: bool, method: str) -> None:
+    """Refuse what inpainting sets itself; take ``dtype`` / ``device`` out of ``sample_kwargs``
+    when they agree with ``data`` (the result has its dtype and device)."""
+    for key in ("x_T", "constraint"):
         if key in sample_kwargs:
-            raise ValueError(f"{key} is set by inpainting itself (from data); do not pass {key}=")
+            raise ValueError(f"{key} is set by inpainting itself (from data and mask); do not pass {key}=")
+    dtype = sample_kwargs.pop("dtype", None)
+    if dtype is not None and dtype != data.dtype:
+        raise ValueError(f"dtype={dtype} disagrees with the data ({data.dtype}), whose dtype the result "
+                         f"has: pass the data as data.to({dtype}) instead")
+    device = sample_kwargs.pop("device", None)
+    if device is not None:
+        try:
+            wanted = torch.device(device)
+        except (RuntimeError, TypeError):
+            raise ValueError(f"device={device!r} is not a torch device") from None
+        if wanted.type != data.device.type or wanted.index not in (None, data.device.index):
+            raise ValueError(f"device={str(device)!r} disagrees with the data (on {data.device}), whose "
+                             f"device the result has: pass the data as data.to({str(device)!r}) instead")
     if pc:
         predictor = sample_kwargs.get("predictor", "euler_maruyama")
         if predictor in ("torchsde", "adaptive"):
@@ -255,15 +270,17 @@ def inpaint(
         generator: random numbers of the prior, the sampler and the replacement noise.
         **sample_kwargs: passed to :func:`scoresde.sample` (``predictor``, ``corrector``,
             ``snr``, ``n_corrector_steps``, ``steps``, ``eps``, ``denoise``, ``progress``, ...).
+            ``dtype`` and ``device`` are accepted when they agree with ``data``.
     Returns:
         ``(B, *D)`` in the dtype and on the device of ``data``.
     Raises:
         ValueError: for a mask that is not 0/1 or does not match ``data``, an ODE method
-            without the constraint hook, or the arguments :func:`scoresde.sample` rejects.
+            without the constraint hook, ``x_T`` or ``constraint`` (set here), a ``dtype`` or
+            ``device`` other than ``data``'s, or the arguments :func:`scoresde.sample` rejects.
     """
     data = check_data("data", data, min_ndim=2)
     mask = _check_mask(mask, data)
-    _check_sample_kwargs(sample_kwargs, pc, method)
+    _check_sample_kwargs(sample_kwargs, data, pc, method)
     noise = None if pc else noise_like(data, generator)
     constraint = replacement_constraint(sde, data, mask, noise=noise, generator=generator)
     x = sample(score_fn, sde, data.shape, pc=pc, method=method, generator=generator,
@@ -324,7 +341,8 @@ def colorize(score_fn: ScoreFn, sde: SDE, gray: Tensor, **sample_kwargs) -> Tens
         sde: the forward SDE.
         gray: ``(B, 1, H, W)`` (any spatial shape), the channel mean of the RGB image, in the
             model's data range.
-        **sample_kwargs: as for :func:`inpaint` (``pc``, ``method``, ``generator``, ...).
+        **sample_kwargs: as for :func:`inpaint` (``pc``, ``method``, ``generator``, ...);
+            ``dtype`` and ``device`` are accepted when they agree with ``gray``.
     Returns:
         ``(B, 3, H, W)`` in the dtype and on the device of ``gray``.
     """

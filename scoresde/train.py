@@ -119,7 +119,8 @@ def make_optimizer(config: ml_collections.ConfigDict, params) -> torch.optim.Opt
 def make_dataset(config: ml_collections.ConfigDict, split: str = "train") -> Tuple[Tensor, Optional[Tensor], bool]:
     """The whole split in memory: uint8 images ``(N, C, H, W)`` or float toy points ``(N, D)``.
 
-    ``data.dataset`` is a name of :data:`scoresde.data.DATASETS`, ``"toy:<preset>"`` (a
+    ``data.dataset`` is a name of :data:`scoresde.data.DATASETS`, ``"folder:PATH"`` or
+    ``"npz:PATH"`` (one's own data, :func:`scoresde.data.load_examples`), ``"toy:<preset>"`` (a
     :mod:`scoresde.toy` distribution, ``data.n_train`` samples) or ``"synthetic"`` (random
     uint8 images of the configured shape, for benchmarks and smoke tests).
 
@@ -141,24 +142,20 @@ def make_dataset(config: ml_collections.ConfigDict, split: str = "train") -> Tup
             return x, labels, False
         return dist.sample(n, generator=generator), None, False
     try:
-        dataset = data_lib.load_dataset(name, root=config.data.root or None, split=split,
-                                        download=config.data.download)
+        return data_lib.load_examples(name, split, root=config.data.root or None, download=config.data.download,
+                                      image_size=config.data.image_size, num_channels=config.data.num_channels)
     except data_lib.DataError as exc:
         raise UsageError(str(exc)) from None
     except ValueError as exc:
         raise UsageError(f"data.dataset: {exc}") from None
-    images = dataset.images
-    size = config.data.image_size
-    if size and tuple(images.shape[-2:]) != (size, size):
-        images = data_lib.resize(images, size)
-    return images, dataset.labels, True
 
 
 def data_shape(config: ml_collections.ConfigDict) -> Tuple[int, ...]:
     """Shape of one example: ``(C, H, W)`` for images, the toy distribution's event shape."""
     if config.data.dataset.startswith("toy:"):
         return toy.get_toy(config.data.dataset[4:]).event_shape
-    return (config.data.num_channels, config.data.image_size, config.data.image_size)
+    return data_lib.example_shape(config.data.dataset, image_size=config.data.image_size,
+                                  num_channels=config.data.num_channels)
 
 
 def make_sampler(config: ml_collections.ConfigDict) -> Callable:
@@ -234,8 +231,8 @@ def save_samples(x: Tensor, is_images: bool, config, path: str) -> None:
     if is_images:
         save_image_grid(x, path, value_range=(-1.0, 1.0) if config.data.centered else (0.0, 1.0))
     else:
-        dist = toy.get_toy(config.data.dataset[4:])
-        reference = dist.means if hasattr(dist, "means") else None
+        name = config.data.dataset
+        reference = getattr(toy.get_toy(name[4:]), "means", None) if name.startswith("toy:") else None
         scatter_png([("samples", x)], path, reference=reference)
 
 

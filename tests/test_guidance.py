@@ -223,6 +223,44 @@ def test_inpainting_bad_input(kwargs, message):
         scoresde.inpaint(g.score_fn(SDE), SDE, torch.zeros(2, 2), mask, steps=3, **kwargs)
 
 
+@pytest.mark.parametrize("pc", [True, False], ids=["pc", "ode"])
+def test_inpainting_accepts_dtype_and_device_that_agree_with_the_data(pc):
+    g = toy.correlated_gaussian(dim=4)
+    data = g.sample(6, generator=gen(1), dtype=F64)
+    mask = torch.tensor([1, 0, 1, 0])
+    kwargs = dict(corrector=None) if pc else dict(pc=False)
+    plain = scoresde.inpaint(g.score_fn(SDE), SDE, data, mask, steps=10, generator=gen(5), **kwargs)
+    for agreeing in (dict(dtype=F64), dict(device="cpu"), dict(device=torch.device("cpu"), dtype=F64),
+                     dict(dtype=None, device=None)):
+        same = scoresde.inpaint(g.score_fn(SDE), SDE, data, mask, steps=10, generator=gen(5), **kwargs, **agreeing)
+        assert torch.equal(same, plain), agreeing
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(dtype=torch.float32), "dtype=torch.float32 disagrees with the data (torch.float64)"),
+    (dict(device="meta"), "device='meta' disagrees with the data (on cpu)"),
+    (dict(device="cpu", dtype=torch.float16), "dtype=torch.float16 disagrees"),
+    (dict(device="nowhere"), "device='nowhere' is not a torch device"),
+    (dict(constraint=lambda x, t: x), "constraint is set by inpainting"),
+])
+def test_inpainting_refuses_dtype_and_device_that_conflict(kwargs, message):
+    g = toy.Gaussian(torch.zeros(2), 1.0)
+    data = torch.zeros(2, 2, dtype=F64)
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        scoresde.inpaint(g.score_fn(SDE), SDE, data, torch.tensor([1, 0]), steps=3, **kwargs)
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        scoresde.colorize(g.score_fn(SDE), SDE, torch.zeros(2, 1, 2, 2, dtype=F64), steps=3, **kwargs)
+
+
+def test_colorize_accepts_dtype_and_device_that_agree_with_gray():
+    g = toy.Gaussian(torch.zeros(12, dtype=F64), 1.0, event_shape=(3, 2, 2))
+    gray = torch.zeros(2, 1, 2, 2, dtype=F64)
+    a = scoresde.colorize(g.score_fn(SDE), SDE, gray, steps=5, corrector=None, generator=gen(1))
+    b = scoresde.colorize(g.score_fn(SDE), SDE, gray, steps=5, corrector=None, generator=gen(1),
+                          dtype=F64, device="cpu")
+    assert torch.equal(a, b) and b.dtype == F64
+
+
 # ---------------------------------------------------------------------------------------------
 # Colorization.
 def test_color_decoupling_is_orthogonal_with_the_gray_direction_first():
