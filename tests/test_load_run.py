@@ -1,6 +1,5 @@
 """``scoresde.load_run`` at the top level, on a run written by an earlier version of scoresde
 (``tests/fixtures/run_vp_digits_v0``, see ``tests/fixtures/README.md``)."""
-import importlib
 import shutil
 from pathlib import Path
 
@@ -11,7 +10,7 @@ import scoresde
 from scoresde import train
 
 RUN = Path(__file__).parent / "fixtures" / "run_vp_digits_v0"
-sample_module = importlib.import_module("scoresde.sample")  # the CLI module
+from scoresde.cli import sample as sample_cli
 
 
 def files(directory):
@@ -50,7 +49,7 @@ def test_train_load_run_keeps_working():
 
 def test_sample_cli_on_a_run_of_an_earlier_version(tmp_path):
     run = shutil.copytree(RUN, tmp_path / "run")
-    assert sample_module.cli(["--workdir", str(run), "-n", "4", "--steps", "3", "--seed", "1"]) == 0
+    assert sample_cli.cli(["--workdir", str(run), "-n", "4", "--steps", "3", "--seed", "1"]) == 0
     assert any((run / "samples").glob("*.npz"))
 
 
