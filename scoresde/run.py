@@ -23,15 +23,16 @@ from . import data as data_lib
 from . import toy
 from .checkpointing import latest_checkpoint, load_checkpoint
 from .config import UsageError
-from .losses import classifier_loss_terms, discrete_dsm_loss_terms, dsm_loss_terms, importance_sample_time
+from .losses import (WEIGHTINGS, classifier_loss_terms, discrete_dsm_loss_terms, dsm_loss_terms,
+                     importance_sample_time)
 from .models import ExponentialMovingAverage, get_cond_score_fn, get_log_prob_fn, get_model, get_score_fn
 from .plotting import save_image_grid, scatter_png
 from .sampling import ODE_METHODS, pc_sampler
-from .sde import SDE, SubVPSDE, VESDE, VPSDE
+from .sde import SDE, RectifiedFlow, SubVPSDE, VESDE, VPSDE
 from .types import Tensor
 
 __all__ = ["SDES", "OBJECTIVES", "RESUMABLE", "Run", "build", "make_sde", "make_model", "make_optimizer",
-           "make_dataset", "make_sampler", "make_objective", "check_sampler", "check_arguments", "data_shape", "is_toy",
+           "make_dataset", "make_sampler", "make_objective", "loss_weighting", "check_sampler", "check_arguments", "data_shape", "is_toy",
            "num_classes", "objective", "sample_kwargs", "draw_samples", "resolve_device", "load_run",
            "save_samples", "config_changes", "all_finite"]
 
@@ -39,6 +40,7 @@ SDES: Dict[str, Callable[[ml_collections.ConfigDict], SDE]] = {
     "vpsde": lambda m: VPSDE(beta_min=m.beta_min, beta_max=m.beta_max, N=m.num_scales),
     "subvpsde": lambda m: SubVPSDE(beta_min=m.beta_min, beta_max=m.beta_max, N=m.num_scales),
     "vesde": lambda m: VESDE(sigma_min=m.sigma_min, sigma_max=m.sigma_max, N=m.num_scales),
+    "rectified_flow": lambda m: RectifiedFlow(N=m.num_scales),
 }
 
 #: What a run trains: a score model (DSM) or a noise-conditional classifier (cross entropy).
@@ -257,19 +259,29 @@ def draw_samples(model: torch.nn.Module, sde: SDE, config: ml_collections.Config
     return make_sampler(config)(wrap(score_fn) if wrap else score_fn, sde, shape, generator)
 
 
+def loss_weighting(config: ml_collections.ConfigDict) -> str:
+    """The DSM weighting: ``training.weighting`` (sigma2, g2, flow_matching) where a config sets it,
+    else ``g2`` with ``training.likelihood_weighting`` and ``sigma2`` without (score_sde's key)."""
+    tc = config.training
+    weighting = tc.get("weighting") or ("g2" if tc.likelihood_weighting else "sigma2")
+    if weighting not in WEIGHTINGS:
+        raise UsageError(f"unknown training.weighting {weighting!r}; valid: {', '.join(WEIGHTINGS)}")
+    return weighting
+
+
 def make_objective(config: ml_collections.ConfigDict, sde: SDE, model: Callable, *, rank: int = 0,
                    world: int = 1) -> Callable[[Tensor, Optional[Tensor], torch.Generator], Tensor]:
     """The training loss ``loss(x, y, generator)`` of this rank's slice of a global batch ``x``
     ``(B, *D)`` (labels ``y`` ``(B,)`` or ``None``): the library's loss terms at times and noise
     drawn for the whole global batch, so 1 or ``world`` processes follow the same trajectory.
 
-    A score model: continuous DSM (Eq. 7; ``sigma^2`` or ``g^2`` weighting, optionally with
+    A score model: continuous DSM (Eq. 7; weighting from :func:`loss_weighting`, optionally with
     importance-sampled times) or the discrete DDPM / SMLD loss, with class labels replaced by the
     null label with probability ``training.label_dropout``. A classifier: the cross entropy at
     ``x_t ~ p_0t(x_t | x_0)``, ``t ~ U(eps, T)`` (App. I.1).
     """
     tc, classes = config.training, num_classes(config)
-    weighting = "g2" if tc.likelihood_weighting else "sigma2"
+    weighting = loss_weighting(config)
     reduce = "mean" if tc.reduce_mean else "sum"
     per_rank = tc.batch_size // world
     local = slice(rank * per_rank, (rank + 1) * per_rank)
@@ -326,6 +338,7 @@ def _check_training(config: ml_collections.ConfigDict, world: int, n_examples: i
         raise UsageError(f"training.eps={tc.eps} must lie in [0, 1)")
     if not 0 <= config.model.ema_rate < 1:
         raise UsageError(f"model.ema_rate={config.model.ema_rate} must lie in [0, 1) (e.g. 0.999)")
+    loss_weighting(config)
 
 
 @dataclass
