@@ -184,7 +184,8 @@ def _sample_sharded(score_fn, sde, shape, kwargs: Dict[str, Any], args, device) 
     :class:`~scoresde.sampling._common.SampleGenerators`) its row of every noise draw, so the
     samples do not depend on the batch size or the number of processes (up to rounding), except
     with the adaptive ODE solvers (rk45, scipy_rk45), which choose their steps from a whole
-    batch's error."""
+    batch's error, and the ``langevin`` corrector, whose step size uses the batch's mean norms
+    (as in score_sde)."""
     from ..sampling import sample
     from ..sampling._common import CountingScore, SampleGenerators
 

@@ -225,12 +225,13 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     stats = sub.add_parser("stats", parents=[common], help="reference statistics (.npz) of a data set or images")
-    stats.add_argument("--dataset", help="a scoresde data set (cifar10, mnist, fashion_mnist, digits); "
-                       "give this or --images")
+    stats.add_argument("--dataset", help="a scoresde data set (cifar10, mnist, fashion_mnist, digits) "
+                       "(no default: give this or --images)")
     stats.add_argument("--split", default="train", choices=["train", "test"],
                        help="split of --dataset (default %(default)s)")
     stats.add_argument("--data-root", help="directory of the data set's files (default: its usual place)")
-    stats.add_argument("--images", help="a folder of images or an .npz of uint8 images; give this or --dataset")
+    stats.add_argument("--images", help="a folder of images or an .npz of uint8 images "
+                       "(no default: give this or --dataset)")
     stats.add_argument("--out", required=True, help="output .npz")
     stats.add_argument("--kid-features", type=int, default=10000,
                        help="keep this many random feature rows for KID (0: none; default %(default)s)")
