@@ -12,7 +12,6 @@ lists the others that differ, which the trainer refuses.
 from __future__ import annotations
 
 import json
-import math
 import os
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Tuple
@@ -32,7 +31,7 @@ from .sde import SDE, SubVPSDE, VESDE, VPSDE
 from .types import Tensor
 
 __all__ = ["SDES", "OBJECTIVES", "RESUMABLE", "Run", "build", "make_sde", "make_model", "make_optimizer",
-           "make_dataset", "make_sampler", "make_objective", "check_sampler", "data_shape", "is_toy",
+           "make_dataset", "make_sampler", "make_objective", "check_sampler", "check_arguments", "data_shape", "is_toy",
            "num_classes", "objective", "sample_kwargs", "draw_samples", "resolve_device", "load_run",
            "save_samples", "config_changes", "all_finite"]
 
@@ -114,11 +113,13 @@ def make_optimizer(config: ml_collections.ConfigDict, params) -> torch.optim.Opt
     o = config.optim
     if o.optimizer != "Adam":
         raise UsageError(f"optim.optimizer must be 'Adam'; got {o.optimizer!r}")
-    if not (math.isfinite(o.lr) and 0 < o.lr < torch.finfo(torch.float32).max):
-        raise UsageError(f"optim.lr={o.lr} must be a positive float32 number (e.g. 2e-4)")
     if not (0 <= o.beta1 < 1 and 0 < o.eps and 0 <= o.weight_decay and o.warmup >= 0):
         raise UsageError(f"need 0 <= optim.beta1 < 1, optim.eps > 0, optim.weight_decay >= 0 and "
                          f"optim.warmup >= 0; got {o.beta1}, {o.eps}, {o.weight_decay}, {o.warmup}")
+    # Adam's first step is lr / (1 - beta1): beyond float32's range it cannot even be taken.
+    if not (0 < o.lr and o.lr / (1 - o.beta1) < torch.finfo(torch.float32).max):
+        raise UsageError(f"optim.lr={o.lr} must be positive and lr / (1 - optim.beta1) must fit in "
+                         "float32 (e.g. 2e-4)")
     return torch.optim.Adam(params, lr=o.lr, betas=(o.beta1, 0.999), eps=o.eps, weight_decay=o.weight_decay)
 
 
@@ -201,30 +202,38 @@ MAX_STEPS = 100_000
 
 
 class _Checked(Exception):
-    """Raised by the stand-in score of :func:`check_sampler` once the sampler has started."""
+    """Raised by the stand-in score of :func:`check_arguments` once a sampler has started."""
+
+
+def check_arguments(start: Callable[[Callable], object], what: str) -> None:
+    """Let a sampler check its own arguments without sampling: ``start(score_fn)`` starts it
+    with a stand-in score that stops it at its first evaluation; a ``ValueError`` (or
+    ``TypeError``) raised before that becomes a :class:`UsageError` about ``what``."""
+    def stand_in(x: Tensor, t: Tensor) -> Tensor:
+        raise _Checked
+
+    try:
+        start(stand_in)
+    except _Checked:
+        return
+    except (ValueError, TypeError, KeyError) as exc:
+        raise UsageError(f"{what} is invalid: {str(exc).splitlines()[0]}") from None
+    raise UsageError(f"{what} gives a sampler that never evaluates the score")
 
 
 def check_sampler(config: ml_collections.ConfigDict, sde: SDE, shape: Tuple[int, ...]) -> Callable:
-    """The config's sampler, after the sampler itself has checked its arguments: it is started on
-    one example with a stand-in score that stops it at its first evaluation, so every argument
-    it checks (names, steps, eps, snr, ...) is checked here, before any training."""
+    """The config's sampler, after the sampler itself has checked its arguments on one example
+    (:func:`check_arguments`), so every argument it checks (names, steps, eps, snr, ...) is
+    checked here, before any training or sampling."""
     s = config.sampling
     if s.n_samples < 1:
         raise UsageError(f"sampling.n_samples={s.n_samples} must be at least 1")
     if not 0 <= s.steps <= MAX_STEPS:
         raise UsageError(f"sampling.steps={s.steps} must lie in 1..{MAX_STEPS} (0: the SDE's N)")
     sampler = make_sampler(config)
-
-    def stand_in(x: Tensor, t: Tensor) -> Tensor:
-        raise _Checked
-
-    try:
-        sampler(stand_in, sde, (1,) + tuple(shape), torch.Generator().manual_seed(0))
-    except _Checked:
-        return sampler
-    except (ValueError, TypeError, KeyError) as exc:
-        raise UsageError(f"the sampling group is invalid: {str(exc).splitlines()[0]}") from None
-    raise UsageError("the sampling group gives a sampler that never evaluates the score")
+    check_arguments(lambda score: sampler(score, sde, (1,) + tuple(shape), torch.Generator().manual_seed(0)),
+                    "the sampling group")
+    return sampler
 
 
 def sample_kwargs(config: ml_collections.ConfigDict) -> Dict[str, object]:

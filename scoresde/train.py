@@ -161,18 +161,19 @@ def main(config: ml_collections.ConfigDict, workdir: str, *, device: Optional[st
                 mean_loss = _reduce_window(window, world).mean().item()
                 window.clear()
                 if not math.isfinite(mean_loss):
-                    return _diverged(log, f"the loss became {mean_loss} at step {step}")
+                    return _diverged(log, metrics, ckpt_dir, f"the loss became {mean_loss} at step {step}")
                 metrics.write(step, mean_loss, optimizer.param_groups[0]["lr"])
             stopping = _agreed_stop(stop, step, world, device)
             if step % tc.snapshot_freq == 0 or step == tc.n_iters or stopping:
                 if not save(step):
-                    return _diverged(log, f"the weights became non-finite by step {step}")
+                    return _diverged(log, metrics, ckpt_dir, f"the weights became non-finite by step {step}")
                 if not stopping and is_main and run.sampler is not None and tc.snapshot_sampling:
                     _snapshot(run, config, workdir, step, device, stop, log)
             if stopping:
                 metrics.close()
-                log(f"stopped by signal {stop.signal} at step {step}; checkpoint saved. "
-                    "Rerun the same command to resume")
+                if not quiet:
+                    print(f"{f'rank {rank}: ' if world > 1 else ''}stopped by signal {stop.signal} at step "
+                          f"{step}; checkpoint saved. Rerun the same command to resume", flush=True)
                 return 0
     metrics.close()
     log(f"done: {step} steps; checkpoints in {ckpt_dir}, samples in {os.path.join(workdir, 'samples')}")
@@ -318,9 +319,11 @@ def _snapshot(run: Run, config, workdir: str, step: int, device, stop: "_StopFla
         run.ema.restore(run.model.parameters())
 
 
-def _diverged(log: Callable, what: str) -> int:
-    log(f"error: {what}; stopping without saving it. The last finite checkpoint is kept: "
-        "lower optim.lr or raise optim.warmup and rerun")
+def _diverged(log: Callable, metrics: "_Metrics", ckpt_dir: str, what: str) -> int:
+    metrics.close()
+    latest = latest_checkpoint(ckpt_dir)
+    kept = f"the last checkpoint, {latest[1]}, is finite" if latest else "no checkpoint was written"
+    log(f"error: {what}; stopping without saving it ({kept}): lower optim.lr or raise optim.warmup and rerun")
     return 3
 
 

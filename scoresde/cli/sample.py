@@ -219,7 +219,7 @@ def _sample(args, config, model, sde, step, shape, generator, arrays):
     from .. import data as data_lib
     from .. import guidance
     from ..models import get_score_fn
-    from ..run import check_sampler, make_dataset, sample_kwargs
+    from ..run import check_arguments, check_sampler, make_dataset, sample_kwargs
     from ..sampling._common import CountingScore
 
     device = generator.device
@@ -234,13 +234,17 @@ def _sample(args, config, model, sde, step, shape, generator, arrays):
         raise UsageError(f"--colorize needs 3-channel (RGB) data; the data of this run "
                          f"({config.data.dataset}) has {config.data.num_channels} channel(s)")
     spec = args.mask or "right_half"
-    paths = _outputs(args, f"inpaint_{step}_{args.seed}_{spec.replace(':', '')}" if args.inpaint
-                     else f"colorize_{step}_{args.seed}")
     if args.inpaint:
         try:
             mask = make_mask(spec, shape, torch.Generator().manual_seed(args.seed)).to(device)
         except ValueError as exc:
             raise UsageError(f"--mask: {exc}") from None
+    one = torch.zeros((1,) + shape[1:], device=device)
+    check_arguments(lambda score: guidance.inpaint(score, sde, one, mask[:1], **sample_kwargs(config))
+                    if args.inpaint else guidance.colorize(score, sde, one[:, :1], **sample_kwargs(config)),
+                    "the sampler of --inpaint / --colorize")
+    paths = _outputs(args, f"inpaint_{step}_{args.seed}_{spec.replace(':', '')}" if args.inpaint
+                     else f"colorize_{step}_{args.seed}")
     images, _, _ = make_dataset(config, "test")
     if len(images) < args.n_samples:
         raise UsageError(f"the test split has {len(images)} images; ask for at most that many with -n")
