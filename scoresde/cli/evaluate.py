@@ -38,7 +38,7 @@ def _parser() -> ArgumentParser:
                         "split (default: eval.max_examples of the config when it is set, else "
                         f"{DEFAULT_MAX_EXAMPLES}: about a minute on a CPU for vp_digits)")
     parser.add_argument("--batch-size", type=int, help="examples per ODE solve (default: eval.batch_size "
-                        "of the config, at most a tenth of the examples so that the progress bar moves)")
+                        "of the config)")
     parser.add_argument("--n-dequant", type=int, help="dequantization draws (default: eval.n_dequant)")
     parser.add_argument("--exact", action="store_true", help="exact divergence instead of Hutchinson's estimate "
                         "(default: Hutchinson)")
@@ -66,6 +66,25 @@ def _check_args(args) -> None:
             raise UsageError(f"--{name} must be a positive number (e.g. 1e-5); got {value}")
 
 
+def _moving_bar(score_fn, bar, start: int, size: int, solves: int, T: float):
+    """``score_fn`` that moves ``bar`` along the ODE time of the ``solves`` solves (``eps`` to
+    ``T`` each) of the batch of ``size`` examples that starts at example ``start``."""
+    state = {"solve": 0, "t0": None, "t": 0.0}
+
+    def score(x, t):
+        now = float(t.reshape(-1)[0])
+        if state["t0"] is None:
+            state["t0"] = now
+        elif now <= state["t0"] < state["t"]:  # back at eps: the next solve
+            state["solve"] += 1
+        state["t"] = now
+        done = start + size * min((state["solve"] + now / T) / solves, 1.0)
+        bar.update(max(done - bar.n, 0.0))
+        return score_fn(x, t)
+
+    return score
+
+
 def cli(argv: Optional[List[str]] = None) -> int:
     """Parse the command line and evaluate; returns the exit status (2 for usage errors)."""
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -88,7 +107,7 @@ def cli(argv: Optional[List[str]] = None) -> int:
         data, _, is_images = make_dataset(config, args.split)
         limit = (config.eval.max_examples or DEFAULT_MAX_EXAMPLES) if args.max_examples is None else args.max_examples
         data = data[: limit or len(data)]
-        batch = args.batch_size or min(config.eval.batch_size, -(-len(data) // 10))
+        batch = args.batch_size or config.eval.batch_size
         n_dequant = args.n_dequant or config.eval.n_dequant
         if batch < 1 or n_dequant < 1:
             raise UsageError("eval.batch_size and eval.n_dequant of the run's config must be at least 1")
@@ -97,17 +116,19 @@ def cli(argv: Optional[List[str]] = None) -> int:
         generator = torch.Generator(device=device).manual_seed(args.seed)
         kwargs = dict(exact=args.exact, rtol=args.rtol, atol=args.atol, generator=generator)
         values, start = [], time.perf_counter()
-        bar = tqdm(total=len(data), desc=f"evaluate {args.split}", unit="ex", file=sys.stderr,
-                   disable=args.no_progress, dynamic_ncols=True)
+        bar = tqdm(total=len(data), desc=f"evaluate {args.split}", file=sys.stderr, disable=args.no_progress,
+                   dynamic_ncols=True,
+                   bar_format="{l_bar}{bar}| {n:.0f}/{total} examples [{elapsed}<{remaining}{postfix}]")
         for k in range(0, len(data), batch):
             chunk = data[k: k + batch].to(device).float()
+            moving = _moving_bar(score_fn, bar, k, len(chunk), n_dequant if is_images else 1, sde.T)
             if is_images:
-                v = bits_per_dim(score_fn, sde, chunk, data_range=(-1.0, 1.0) if config.data.centered else (0.0, 1.0),
+                v = bits_per_dim(moving, sde, chunk, data_range=(-1.0, 1.0) if config.data.centered else (0.0, 1.0),
                                  n_dequant=n_dequant, **kwargs)
             else:
-                v = -log_likelihood(score_fn, sde, chunk, **kwargs)
+                v = -log_likelihood(moving, sde, chunk, **kwargs)
             values.append(v.double().cpu())
-            bar.update(len(chunk))
+            bar.update(k + len(chunk) - bar.n)
             bar.set_postfix(mean=f"{torch.cat(values).mean():.4f}")
         bar.close()
         values = torch.cat(values)

@@ -220,14 +220,17 @@ def _sample(args, config, model, sde, step, shape, generator, arrays):
     from .. import guidance
     from ..models import get_score_fn
     from ..run import check_arguments, check_sampler, make_dataset, sample_kwargs
+    from ..sampling import sample
     from ..sampling._common import CountingScore
 
     device = generator.device
     check_sampler(config, sde, shape[1:])
     if not (args.inpaint or args.colorize):
         score_fn, suffix = _guided_score_fn(args, config, model, sde, device)
-        paths = _outputs(args, f"sample_{step}_{args.seed}{suffix}")
         kwargs = {**sample_kwargs(config), **_sampler_args(args.sampler_arg, sample_kwargs(config))}
+        check_arguments(lambda score: sample(score, sde, (1,) + shape[1:], device=device, **kwargs),
+                        "--sampler-arg")
+        paths = _outputs(args, f"sample_{step}_{args.seed}{suffix}")
         x, nfe = _sample_sharded(score_fn, sde, shape, kwargs, args, device)
         return x, nfe, paths
     if args.colorize and config.data.num_channels != 3:
