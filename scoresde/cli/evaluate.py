@@ -55,7 +55,7 @@ def _parser() -> ArgumentParser:
 
 def _check_args(args) -> None:
     if args.max_examples is not None and args.max_examples < 0:
-        raise UsageError(f"--max-examples must be 0 (the whole split) or more; got {args.max_examples}")
+        raise UsageError(f"--max-examples must be at least 1, or 0 for the whole split; got {args.max_examples}")
     for name in ("batch_size", "n_dequant"):
         value = getattr(args, name)
         if value is not None and value < 1:
