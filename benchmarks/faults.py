@@ -11,7 +11,7 @@ Cases, on tiny ``vp_toy`` runs:
 * NaN runs (``optim.lr=1e20`` without clipping, checkpoint and log cadences that do not
   align): non-finite checkpoints written, and whether the last finite one survived;
 * SIGKILL at random times during a run that writes a checkpoint every step: temporary files
-  left after the rerun, and whether the rerun resumed;
+  the kills left, whether the rerun resumed, and temporary files left after it;
 * SIGTERM to rank 0 of a 2-process gloo run under torchrun: exit status, ranks that stopped at
   the same step, checkpoints written at that step.
 
@@ -200,21 +200,22 @@ def nan_runs(root):
 def kills_during_writes(root, n):
     """SIGKILL at random times while a checkpoint is written every step; then rerun to the end."""
     rng = random.Random(0)
-    stray, resumed = 0, 0
+    stray, resumed, left = 0, 0, 0
     args = TOY + NO_GRID + ["--config.training.snapshot_freq=1", "--config.training.keep_last=2",
-                            "--config.training.n_iters=100000", "--config.model.kwargs.hidden_dim=512"]
+                            "--config.model.kwargs.hidden_dim=512"]
     for k in range(n):
         workdir = os.path.join(root, f"kill_{k}")
-        proc = start(args, workdir)
+        proc = start(args + ["--config.training.n_iters=100000"], workdir)
         wait_for(os.path.join(workdir, "checkpoints", "checkpoint_3.pt"), proc)
         time.sleep(rng.uniform(0.0, 1.0))
         proc.send_signal(signal.SIGKILL)
         proc.communicate()
         step = list_checkpoints(os.path.join(workdir, "checkpoints"))[-1][0]
-        code, _ = quiet_call(train.cli, args[:-2] + [f"--config.training.n_iters={step + 2}", "--workdir", workdir])
+        left += sum(name.startswith(".tmp") for name in os.listdir(os.path.join(workdir, "checkpoints")))
+        code, _ = quiet_call(train.cli, args + [f"--config.training.n_iters={step + 2}", "--workdir", workdir])
         resumed += code == 0 and list_checkpoints(os.path.join(workdir, "checkpoints"))[-1][0] == step + 2
         stray += sum(name.startswith(".tmp") for name in os.listdir(os.path.join(workdir, "checkpoints")))
-    return stray, resumed
+    return left, stray, resumed
 
 
 def ddp_sigterm(root):
@@ -251,9 +252,9 @@ def main(argv=None) -> None:
     runs, written, lost = nan_runs(root)
     print(f"{'NaN runs':44s} {runs:6d} runs, {written} non-finite checkpoints written, "
           f"{lost} lost their last finite one")
-    stray, resumed = kills_during_writes(root, args.kills)
-    print(f"{'SIGKILL during checkpoint writes':44s} {args.kills:6d} kills, {resumed} resumed, "
-          f"{stray} stray temporary files")
+    left, stray, resumed = kills_during_writes(root, args.kills)
+    print(f"{'SIGKILL during checkpoint writes':44s} {args.kills:6d} kills, {left} temporary files left by "
+          f"them, {resumed} reruns resumed, {stray} temporary files after the reruns")
     code, ranks, agreed = ddp_sigterm(root)
     print(f"{'DDP (2 gloo ranks) SIGTERM to rank 0':44s} torchrun status {code}, {ranks} ranks stopped, "
           f"same step as the checkpoint: {agreed}")

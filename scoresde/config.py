@@ -3,7 +3,7 @@ overrides (the absl / ml-collections form used by score_sde), and usage errors.
 
 Configs are ``ml_collections.ConfigDict`` objects returned by ``get_config()`` in a Python
 file: the recipes in ``configs/`` (installed as :mod:`scoresde.configs`) or any file given by
-path. Library code never takes a config; the factories in :mod:`scoresde.train` turn one
+path. Library code never takes a config; the factories in :mod:`scoresde.run` turn one
 into objects.
 """
 from __future__ import annotations
