@@ -357,6 +357,7 @@ def test_evaluate_refuses_to_overwrite(trained, tmp_path, capsys):
     shutil.copytree(trained, workdir)
     quick = ["--workdir", str(workdir), "--max-examples", "4", "--rtol", "1e-2", "--atol", "1e-2"]
     assert evaluate_cli.cli(quick) == 0
+    capsys.readouterr()  # the progress bar on stderr
     before = snapshot(workdir)
     one_line_error(capsys, evaluate_cli.cli(quick), "already exists: pass --overwrite")
     assert snapshot(workdir) == before

@@ -10,16 +10,31 @@ interrupted before any state could be saved.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from typing import Callable, NoReturn
 
 from ..config import UsageError
 
-__all__ = ["ArgumentParser", "run_command"]
+__all__ = ["ArgumentParser", "plain", "run_command"]
+
+_ROLE = re.compile(r":(?:func|class|mod|meth|attr|data|obj):`~?([^`]+)`")
+
+
+def plain(text: str) -> str:
+    """``text`` (a docstring) without reStructuredText markup, for ``--help``."""
+    return _ROLE.sub(r"\1", text).replace("``", "")
 
 
 class ArgumentParser(argparse.ArgumentParser):
-    """An ``argparse`` parser whose errors are :class:`UsageError` (one line, exit status 2)."""
+    """An ``argparse`` parser whose errors are :class:`UsageError` (one line, exit status 2) and
+    whose description and epilog are shown without reStructuredText markup."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        for key in ("description", "epilog"):
+            if kwargs.get(key):
+                kwargs[key] = plain(kwargs[key])
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{message} (see {self.prog} --help)")

@@ -5,7 +5,9 @@ Loads ``DIR/config.json`` and the latest checkpoint (EMA weights), samples with 
 sampler or the one given on the command line, and writes a PNG grid (or a scatter plot for
 2-D data; at most the first 256 samples) and an ``.npz`` with all the samples (``x``, in the
 model's data range; ``images``, uint8, for image data: what ``python -m scoresde.metrics fid``
-reads). ``--batch-size B`` draws many samples (e.g. 50k for FID) B at a time. Every option is
+reads). ``--batch-size B`` draws many samples (e.g. 50k for FID) B at a time, and
+``torchrun --nproc_per_node=K -m scoresde.sample`` splits them between K processes; sample
+``i`` is seeded from ``(--seed, i)``, so the samples do not depend on either. Every option is
 checked, and an existing output refused (unless ``--overwrite``), before sampling starts; a
 checkpoint with non-finite weights is refused.
 
@@ -18,9 +20,11 @@ test images (the ``.npz`` then also holds ``original`` and ``mask`` or ``gray``)
 """
 from __future__ import annotations
 
+import ast
+import inspect
 import os
 import sys
-from typing import List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -38,28 +42,37 @@ def _parser() -> ArgumentParser:
     parser = ArgumentParser(prog="python -m scoresde.sample", description=__doc__.split("\n\n")[0])
     parser.add_argument("--workdir", required=True, help="run directory written by scoresde.train")
     parser.add_argument("--checkpoint", help="checkpoint file (default: the latest in the run)")
-    parser.add_argument("-n", "--n-samples", type=int, default=64, help="number of samples (default 64)")
-    parser.add_argument("--method", choices=["pc", "ode"], help="sampler family (default: the config's)")
-    parser.add_argument("--predictor", help="PC predictor (e.g. euler_maruyama, reverse_diffusion, ancestral, none)")
-    parser.add_argument("--corrector", help="PC corrector (langevin, annealed_langevin, none)")
+    parser.add_argument("-n", "--n-samples", type=int, default=64, help="number of samples, split between the torchrun "
+                        "processes (default %(default)s)")
+    parser.add_argument("--method", choices=["pc", "ode"], help="sampler family: pc (reverse SDE, "
+                        "predictor-corrector) or ode (probability flow) (default: the config's)")
+    parser.add_argument("--predictor", help="PC predictor: euler_maruyama, reverse_diffusion, ancestral, none "
+                        "(default: the config's)")
+    parser.add_argument("--corrector", help="PC corrector: langevin, annealed_langevin, none (default: the config's)")
     parser.add_argument("--snr", type=float, help="corrector signal-to-noise ratio (default: the config's)")
     parser.add_argument("--steps", type=int, help="number of steps (default: the config's)")
-    parser.add_argument("--ode-method", help="probability-flow ODE solver: " + ", ".join(ODE_METHODS))
-    parser.add_argument("--batch-size", type=int, help="draw the samples in batches of this many "
-                        "(default: all at once); the generator runs on, so results depend on it")
+    parser.add_argument("--ode-method", help="probability-flow ODE solver: " + ", ".join(ODE_METHODS)
+                        + " (default: the config's)")
+    parser.add_argument("--sampler-arg", action="append", default=[], metavar="KEY=VALUE",
+                        help="any other keyword of the chosen sampler, repeatable (e.g. --ode-method unipc "
+                        "--sampler-arg skip_type=time_uniform --sampler-arg variant=bh2; a wrong key "
+                        "lists the valid ones); VALUE is a Python literal or a bare string (default: none)")
+    parser.add_argument("--batch-size", type=int, help="draw the samples in batches of this many per "
+                        "process (default: all at once); the samples do not depend on it")
     parser.add_argument("--no-ema", action="store_true", help="use the raw weights instead of the EMA")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed; sample i is seeded from (seed, i) (default %(default)s)")
     parser.add_argument("--device", help="torch device (default: cuda when available)")
     parser.add_argument("--out", help="output PNG (default: DIR/samples/<kind>_<step>_<seed>[_<options>].png)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
     group = parser.add_argument_group("controllable generation (Song et al. 2021, Sec. 5)")
     group.add_argument("--class-label", type=int, help="sample class Y: a class-conditional model "
                        "(classifier-free guidance with --guidance-scale, default 0) or, with "
-                       "--classifier-workdir, classifier guidance of an unconditional one")
+                       "--classifier-workdir, classifier guidance of an unconditional one "
+                       "(default: unconditional samples)")
     group.add_argument("--guidance-scale", type=float, help="guidance scale w (default 0 for a "
                        "conditional model, 1 with --classifier-workdir)")
     group.add_argument("--classifier-workdir", help="run directory of a noise-conditional classifier "
-                       "(training.objective=classifier) for classifier guidance")
+                       "(training.objective=classifier) for classifier guidance (default: none)")
     group.add_argument("--inpaint", action="store_true", help="fill in masked test images")
     group.add_argument("--mask", help="region to fill in with --inpaint: " + ", ".join(MASKS) +
                        " (default right_half)")
@@ -130,29 +143,96 @@ def _outputs(args, name: str) -> List[str]:
     return paths
 
 
+def sample_seed(seed: int, index: int) -> int:
+    """The seed of sample ``index`` under ``--seed seed`` (a 63-bit hash of the pair)."""
+    return int(np.random.SeedSequence([seed % 2**64, index]).generate_state(1, np.uint64)[0] >> 1)
+
+
+#: Sampler arguments the command sets itself.
+_RESERVED = {"score_fn", "sde", "shape", "x_T", "generator", "device", "dtype", "progress"}
+
+
+def _sampler_args(pairs: List[str], kwargs: Dict[str, Any]) -> Dict[str, Any]:
+    """``--sampler-arg KEY=VALUE`` as keyword arguments of the sampler chosen by ``kwargs``; a
+    :class:`UsageError` listing the valid keys for a key the sampler does not take."""
+    from ..sampling import ODE_METHODS, pc_sampler
+
+    function = pc_sampler if kwargs["pc"] else ODE_METHODS[kwargs["method"]]
+    keys = {name for name, p in inspect.signature(function).parameters.items()
+            if p.default is not inspect.Parameter.empty} - _RESERVED
+    out = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--sampler-arg {pair!r} must be KEY=VALUE (e.g. skip_type=time_uniform)")
+        if key not in keys:
+            raise UsageError(f"--sampler-arg {key}: {function.__name__} takes none such; valid keys: "
+                             + ", ".join(sorted(keys)))
+        try:
+            out[key] = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            out[key] = {"true": True, "false": False}.get(text.lower(), text)
+    return out
+
+
+def _sample_sharded(score_fn, sde, shape, kwargs: Dict[str, Any], args, device) -> Tuple[torch.Tensor, int]:
+    """All ``N = shape[0]`` samples (on every process) and the largest NFE of a batch.
+
+    Under ``torchrun`` process ``r`` of ``W`` draws samples ``r * ceil(N / W)`` onwards, in
+    batches of ``--batch-size``, and the processes gather them. Sample ``i`` has its own
+    generator, seeded by :func:`sample_seed`, which draws its prior ``x_T`` and (through
+    :class:`~scoresde.sampling._common.SampleGenerators`) its row of every noise draw, so the
+    samples do not depend on the batch size or the number of processes (up to rounding), except
+    with the adaptive ODE solvers (rk45, scipy_rk45), which choose their steps from a whole
+    batch's error, and the ``langevin`` corrector, whose step size uses the batch's mean norms
+    (as in score_sde)."""
+    from ..sampling import sample
+    from ..sampling._common import CountingScore, SampleGenerators
+
+    world = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
+    rank = torch.distributed.get_rank() if world > 1 else 0
+    n, per = shape[0], -(-shape[0] // world)
+    mine = range(min(rank * per, n), min((rank + 1) * per, n))
+    batch = args.batch_size or n
+    chunks, nfe = [torch.zeros((0,) + shape[1:], device=device)], 0
+    for start in range(mine.start, mine.stop, batch):
+        indices = range(start, min(start + batch, mine.stop))
+        generators = [torch.Generator(device=device).manual_seed(sample_seed(args.seed, i)) for i in indices]
+        x_T = torch.cat([sde.prior_sampling((1,) + shape[1:], generator=g) for g in generators])
+        counted = CountingScore(score_fn)
+        chunks.append(sample(counted, sde, x_T.shape, x_T=x_T, generator=SampleGenerators(generators), **kwargs))
+        nfe = max(nfe, counted.nfe)  # per batch (adaptive solvers differ between batches)
+        if rank == 0 and batch < n:
+            print(f"{indices.stop - mine.start}/{len(mine)} samples" + (" of process 0" if world > 1 else ""),
+                  file=sys.stderr)
+    x = torch.cat(chunks)
+    if world == 1:
+        return x, nfe
+    padded = torch.cat([x, x.new_zeros((per - len(x),) + shape[1:])])
+    parts = [torch.empty_like(padded) for _ in range(world)]
+    torch.distributed.all_gather(parts, padded)
+    return torch.cat(parts)[:n], nfe
+
+
 def _sample(args, config, model, sde, step, shape, generator, arrays):
     """Samples (and the extra arrays of --inpaint / --colorize), the NFE and the output paths."""
     from .. import data as data_lib
     from .. import guidance
     from ..models import get_score_fn
     from ..run import check_arguments, check_sampler, make_dataset, sample_kwargs
+    from ..sampling import sample
     from ..sampling._common import CountingScore
 
     device = generator.device
-    sampler = check_sampler(config, sde, shape[1:])
+    check_sampler(config, sde, shape[1:])
     if not (args.inpaint or args.colorize):
         score_fn, suffix = _guided_score_fn(args, config, model, sde, device)
+        kwargs = {**sample_kwargs(config), **_sampler_args(args.sampler_arg, sample_kwargs(config))}
+        check_arguments(lambda score: sample(score, sde, (1,) + shape[1:], device=device, **kwargs),
+                        "--sampler-arg")
         paths = _outputs(args, f"sample_{step}_{args.seed}{suffix}")
-        batch = args.batch_size or args.n_samples
-        chunks, nfe = [], 0
-        for start in range(0, args.n_samples, batch):
-            size = min(batch, args.n_samples - start)
-            x, n = sampler(score_fn, sde, (size,) + shape[1:], generator)
-            chunks.append(x.cpu())
-            nfe = max(nfe, n)  # per batch (adaptive solvers differ between batches)
-            if batch < args.n_samples:
-                print(f"{start + size}/{args.n_samples} samples", file=sys.stderr)
-        return torch.cat(chunks), nfe, paths
+        x, nfe = _sample_sharded(score_fn, sde, shape, kwargs, args, device)
+        return x, nfe, paths
     if args.colorize and config.data.num_channels != 3:
         raise UsageError(f"--colorize needs 3-channel (RGB) data; the data of this run "
                          f"({config.data.dataset}) has {config.data.num_channels} channel(s)")
@@ -192,11 +272,15 @@ def cli(argv: Optional[List[str]] = None) -> int:
     def body() -> int:
         from .. import data as data_lib
         from ..run import data_shape, load_run, objective, save_samples
+        from ..train import _setup_distributed
 
         args = _parser().parse_args(argv)
         _check_args(args)
+        rank, world, device = _setup_distributed(args.device)
+        if world > 1 and (args.inpaint or args.colorize):
+            raise UsageError("--inpaint and --colorize run in one process: start them without torchrun")
         config, model, sde, step = load_run(args.workdir, checkpoint=args.checkpoint, ema=not args.no_ema,
-                                            device=args.device)
+                                            device=str(device))
         if objective(config) == "classifier":
             raise UsageError(f"{args.workdir} holds a noise-conditional classifier, not a score model: "
                              "pass it as --classifier-workdir when sampling from a score model's run")
@@ -216,6 +300,10 @@ def cli(argv: Optional[List[str]] = None) -> int:
             raise UsageError(str(exc).splitlines()[0]) from None
         except (MemoryError, torch.OutOfMemoryError):
             raise UsageError("out of memory while sampling: lower --batch-size or --steps") from None
+        if world > 1:
+            torch.distributed.destroy_process_group()
+        if rank > 0:  # process 0 writes the gathered samples
+            return 0
         if not torch.isfinite(x).all():
             print(f"warning: {int((~torch.isfinite(x)).flatten(1).any(1).sum())} of {len(x)} samples are "
                   "not finite", file=sys.stderr)

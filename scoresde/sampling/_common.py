@@ -21,8 +21,30 @@ class CountingScore:
         return self.score_fn(x, t)
 
 
+class SampleGenerators:
+    """One ``torch.Generator`` per sample, passed as a sampler's ``generator``: row ``i`` of every
+    :func:`noise_like` draw comes from generator ``i``, so a sample's noise does not depend on
+    the other samples of its batch (``scoresde.sample`` seeds generator ``i`` from ``--seed``
+    and the sample's index). The samplers that draw their noise with :func:`noise_like` (PC,
+    DDIM, EDM, adaptive SDE) take it; give them ``x_T`` too (the prior is not drawn from it)."""
+
+    def __init__(self, generators: Sequence[torch.Generator]) -> None:
+        self.generators = list(generators)
+        self.device = self.generators[0].device
+
+    def randn(self, shape: Sequence[int], device: torch.device, dtype: torch.dtype) -> Tensor:
+        """Noise ``(B, *D)``, row ``i`` from generator ``i`` (``B`` = the number of generators)."""
+        if shape[0] != len(self.generators):
+            raise ValueError(f"{len(self.generators)} generators cannot draw a batch of {shape[0]}")
+        return torch.stack([torch.randn(tuple(shape[1:]), generator=g, device=device, dtype=dtype)
+                            for g in self.generators])
+
+
 def noise_like(x: Tensor, generator: Optional[torch.Generator]) -> Tensor:
-    """Standard normal noise with the shape, device and dtype of ``x``."""
+    """Standard normal noise with the shape, device and dtype of ``x`` (from one generator, or
+    row by row from :class:`SampleGenerators`)."""
+    if isinstance(generator, SampleGenerators):
+        return generator.randn(x.shape, x.device, x.dtype)
     return torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
 
 
