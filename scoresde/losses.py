@@ -67,8 +67,7 @@ def _lambda_over_sigma2(sde: SDE, t: Tensor, sigma: Tensor, weighting: str) -> T
     """``lambda(t) / sigma(t)^2``, ``(B,)``: 1 for ``sigma2``, ``g^2 / sigma^2`` for ``g2``."""
     if weighting == "sigma2":
         return torch.ones_like(sigma)
-    _, g = sde.sde(torch.zeros_like(t)[:, None], t)
-    return (g / sigma) ** 2
+    return (sde.diffusion(t) / sigma) ** 2
 
 
 def dsm_loss_terms(

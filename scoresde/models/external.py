@@ -45,7 +45,8 @@ def _alphas_cumprod(scheduler: Any) -> Tuple[Tensor, Mapping[str, Any]]:
             from diffusers import DDPMScheduler
         except ImportError as e:
             raise ImportError(
-                "a scheduler config needs diffusers to build its table: pip install scoresde[diffusers]"
+                "a scheduler config needs diffusers to build its table: "
+                "pip install scoresde[diffusers]"
             ) from e
         table = DDPMScheduler.from_config(dict(config)).alphas_cumprod
     return torch.as_tensor(table), config
@@ -87,7 +88,7 @@ def from_diffusers(unet: Callable[..., Any], scheduler: Any) -> Tuple[ScoreFn, V
         alpha, sigma = sde.marginal_coeffs(t)
         with _mode(unet, False):
             out = unet(x, t * K - 1)
-        return to_score(getattr(out, "sample", out), x, alpha, sigma)
+        return to_score(getattr(out, "sample", out), x, alpha, sigma, sde, t)
 
     return score_fn, sde
 
@@ -122,6 +123,6 @@ def from_denoiser(
         alpha, sigma = sde.marginal_coeffs(t)
         with _mode(denoiser, False):
             out = denoiser(x, sigma)
-        return to_score(out, x, alpha, sigma)
+        return to_score(out, x, alpha, sigma, sde, t)
 
     return score_fn, sde
