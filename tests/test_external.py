@@ -190,18 +190,22 @@ def test_diffusers_tables_and_configs(schedule):
     assert torch.equal(sde_cfg.alphas_cumprod, sde.alphas_cumprod)
 
 
-def test_diffusers_output_and_time_label():
-    """The UNet2DOutput is unwrapped, timestep k = K t - 1, and eps maps to -eps / sigma."""
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction", "sample"])
+def test_diffusers_output_and_time_label(prediction_type):
+    """The UNet2DOutput is unwrapped, timestep k = K t - 1, and each prediction type maps to the
+    score by Tweedie's formula with x = alpha x0 + sigma eps (alpha^2 + sigma^2 = 1)."""
     unet = tiny_unet().train()
-    score_fn, sde = from_diffusers(unet, ddim_scheduler())
+    score_fn, sde = from_diffusers(unet, ddim_scheduler(prediction_type=prediction_type))
     x = torch.randn(3, 1, 8, 8, generator=torch.Generator().manual_seed(0))
     k = torch.tensor([0, 417, 999])
     with torch.no_grad():
         score = score_fn(x, (k + 1).float() / K)
-        eps = unet(x, k).sample
+        out = unet(x, k).sample
     assert unet.training  # evaluated in eval mode, the mode restored
-    _, sigma = sde.marginal_coeffs((k + 1).double() / K)
-    assert torch.allclose(score, -eps / sigma.float()[:, None, None, None], rtol=1e-5, atol=1e-6)
+    alpha, sigma = [c.float()[:, None, None, None] for c in sde.marginal_coeffs((k + 1).double() / K)]
+    eps = {"epsilon": out, "v_prediction": sigma * x + alpha * out,
+           "sample": (x - alpha * out) / sigma}[prediction_type]
+    assert torch.allclose(score, -eps / sigma, rtol=1e-4, atol=1e-4)
 
 
 def test_diffusers_bad_arguments():
