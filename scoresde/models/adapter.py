@@ -9,30 +9,30 @@ models:
   ``999 t`` (VP / sub-VP continuous models), the noise level ``sigma(t)`` (VE continuous
   models), or a position on the SDE's ``N``-step chain for DDPM / SMLD-trained models, whose
   outputs are then scaled with the chain's noise levels rather than the continuous ones;
-* the **parameterization** of the output (:data:`PARAMETERIZATIONS`). With the kernel
-  ``x = alpha x0 + sigma eps`` (``eps ~ N(0, I)``) and Tweedie's formula
-  ``score = -E[eps | x] / sigma = (alpha E[x0 | x] - x) / sigma^2``, each output is the
-  posterior mean of one linear combination of ``x0`` and ``eps``, and maps to the score as:
+* the **parameterization** of the output (:data:`PARAMETERIZATIONS`), below.
 
-  ================= ============================================= ====================================
-  name              the network predicts                          score
-  ================= ============================================= ====================================
-  ``eps``           ``eps`` (DDPM)                                ``-out / sigma``
-  ``score``         ``grad log p_t(x)``                           ``out``
-  ``sigma_score``   ``sigma score`` (score_sde's scale_by_sigma)  ``out / sigma``
-  ``x0``            ``x0`` (the denoised data)                    ``(alpha out - x) / sigma^2``
-  ``v``             ``alpha eps - sigma x0`` (Salimans & Ho 2022) ``-(sigma x + alpha out) / (sigma D_v)``
-  ``velocity``      ``dx_t / dt = alpha' x0 + sigma' eps``        ``-(alpha out - alpha' x) / (sigma D_u)``
-  ================= ============================================= ====================================
+With the kernel ``x = alpha x0 + sigma eps`` (``eps ~ N(0, I)``) and Tweedie's formula
+``score = -E[eps | x] / sigma = (alpha E[x0 | x] - x) / sigma^2``, every output is the posterior
+mean of a linear combination of ``x0`` and ``eps``, and maps to the score as:
 
-  For ``v`` and ``velocity`` (flow matching), ``eps`` is solved from the 2x2 system formed
-  with ``x``; the determinants are ``D_v = alpha^2 + sigma^2`` (1 for VP) and
-  ``D_u = alpha sigma' - alpha' sigma = alpha g^2 / (2 sigma)`` (1 for rectified flow).
-  ``alpha'``, ``sigma'`` come from :meth:`~scoresde.SDE.marginal_coeffs_derivative`. The velocity is the probability-flow
-  drift: ``E[velocity | x] = f x - g^2 score / 2`` (Eq. 13).
+| name | the network predicts | score |
+| --- | --- | --- |
+| ``eps`` | ``eps`` (DDPM) | ``-out / sigma`` |
+| ``score`` | ``grad log p_t(x)`` | ``out`` |
+| ``sigma_score`` | ``sigma score`` (score_sde's ``scale_by_sigma``) | ``out / sigma`` |
+| ``x0`` | ``x0``, the denoised data | ``(alpha out - x) / sigma^2`` |
+| ``v`` | ``alpha eps - sigma x0`` (Salimans & Ho 2022) | ``-(sigma x + alpha out) / (sigma D_v)`` |
+| ``velocity`` | ``dx_t/dt = alpha' x0 + sigma' eps`` (flow matching) | ``-(alpha out - alpha' x) / (sigma D_u)`` |
 
-Both are read from the model's ``parameterization`` and ``time_label`` attributes when not
-given, so ``get_score_fn(model, sde)`` is right for every network of :mod:`scoresde.models`,
+For ``v`` and ``velocity``, ``eps`` is solved from the 2x2 system they form with ``x``; the
+determinants are ``D_v = alpha^2 + sigma^2`` (1 for VP) and
+``D_u = alpha sigma' - alpha' sigma = alpha g^2 / (2 sigma)`` (1 for rectified flow).
+``alpha'``, ``sigma'`` come from :meth:`~scoresde.SDE.marginal_coeffs_derivative`. The
+expected velocity is the probability-flow drift, ``E[dx_t/dt | x] = f x - g^2 score / 2``
+(Eq. 13).
+
+The two conventions are read from the model's ``parameterization`` and ``time_label``
+attributes when not given, so ``get_score_fn(model, sde)`` is right for every network of :mod:`scoresde.models`,
 including the score_sde checkpoints. Only the SDE's generic members are used
 (``marginal_coeffs``, ``marginal_coeffs_derivative``, ``discrete_marginal_coeffs``, ``T``,
 ``N``): no SDE type checks.
