@@ -214,6 +214,8 @@ def test_diffusers_bad_arguments():
         from_diffusers(tiny_unet(), ddim_scheduler(prediction_type="flow"))
     with pytest.raises(ValueError, match="scheduler must be"):
         from_diffusers(tiny_unet(), "ddim")
+    with pytest.raises(ValueError, match="zero-terminal"):
+        from_diffusers(tiny_unet(), ddim_scheduler(rescale_betas_zero_snr=True))
 
 
 def diffusers_ddim(net, scheduler, x_T):
