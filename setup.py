@@ -44,6 +44,9 @@ setup(
         # (an extra cannot say --no-deps, and that package's own dependencies, OpenCV among
         # them, are never used), or from a local file; see docs/metrics.md.
         "metrics": [],
+        # scoresde.models.from_diffusers builds a scheduler from a bare config with diffusers;
+        # the adapters themselves need only the objects passed to them.
+        "diffusers": ["diffusers==0.42.1"],
     },
     entry_points={
         "console_scripts": [

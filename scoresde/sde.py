@@ -33,7 +33,7 @@ import torch
 from .types import Device, ScoreFn, Shape, Tensor
 from .utils import append_dims, batch_sum
 
-__all__ = ["SDE", "VPSDE", "SubVPSDE", "VESDE", "RectifiedFlow", "ReverseSDE"]
+__all__ = ["SDE", "VPSDE", "SubVPSDE", "VESDE", "RectifiedFlow", "ReverseSDE", "DiscreteTableVPSDE"]
 
 
 class SDE(abc.ABC):
@@ -340,6 +340,11 @@ class VPSDE(_LinearBetaSDE):
         self._alphas64 = 1.0 - self._betas64
         self._alphas_cumprod64 = torch.cumprod(self._alphas64, dim=0)
 
+    @classmethod
+    def from_alphas_cumprod(cls, alphas_cumprod: Tensor) -> "DiscreteTableVPSDE":
+        """The VP SDE through a discrete ``bar alpha`` table (:class:`DiscreteTableVPSDE`)."""
+        return DiscreteTableVPSDE(alphas_cumprod)
+
     @property
     def discrete_betas(self) -> Tensor:
         """DDPM's ``beta_i``, ``(N,)``, default dtype: ``linspace(beta_min/N, beta_max/N, N)``."""
@@ -640,3 +645,79 @@ class ReverseSDE:
         score = self.score_fn(x, t)
         rev_f = torch.addcmul(f, append_dims(self._c * G * G, x.ndim), score, value=-1)
         return rev_f, torch.zeros_like(G) if self.probability_flow else G
+
+
+class DiscreteTableVPSDE(VPSDE):
+    """The VP SDE whose kernel passes through a discrete ``bar alpha`` table exactly.
+
+    A table ``bar alpha_k`` (``k = 0..K-1``; diffusers' ``alphas_cumprod`` for its ``linear``,
+    ``scaled_linear`` or ``squaredcos_cap_v2`` schedules) is placed at ``t_k = (k + 1) / K``,
+    with ``bar alpha = 1`` at ``t_{-1} = 0``. The integrated ``B(t) = -log alpha(t)^2`` is
+    piecewise linear between these knots, so ``beta(t) = dB/dt = -K log(1 - beta_k)`` is
+    constant between ``k/K`` and ``(k+1)/K``, and the exact transition over that interval is
+    DDPM's step ``k``:
+    ``x_{t_k} = sqrt(1 - beta_k) x_{t_{k-1}} + sqrt(beta_k) z``. Drift ``-beta(t) x / 2``,
+    diffusion ``sqrt(beta(t))`` and the kernel ``alpha = exp(-B/2)``,
+    ``sigma^2 = 1 - exp(-B)`` are VP's (Eq. 11, 29) with this ``B``. Beyond ``t = 1`` the last
+    interval's ``beta`` continues. The ``N = K``-step chain is the table's DDPM chain, and
+    the grid ``linspace(1, 1/K, K)`` of the samplers is exactly ``t_{K-1}, ..., t_0``.
+
+    Args:
+        alphas_cumprod: ``(K,)``, strictly decreasing in ``(0, 1)``.
+    """
+
+    def __init__(self, alphas_cumprod: Tensor) -> None:
+        abar = torch.as_tensor(alphas_cumprod).detach().to("cpu", torch.float64)
+        if abar.ndim != 1 or len(abar) < 1:
+            raise ValueError(f"alphas_cumprod must be a 1-D table; got shape {tuple(abar.shape)}")
+        knots = torch.cat([abar.new_ones(1), abar])
+        valid = bool(torch.isfinite(abar).all()) and abar[-1] > 0 and bool((knots.diff() < 0).all())
+        if not valid:
+            raise ValueError(
+                "alphas_cumprod must decrease strictly from below 1 to above 0 (a zero-terminal-"
+                "SNR table has no VP SDE with a finite beta); got values from "
+                f"{abar[0].item():.6g} to {abar[-1].item():.6g}"
+            )
+        SDE.__init__(self, len(abar))
+        # B(t) at the knots t = 0, 1/K, ..., 1 and its increments (continuous beta / K).
+        self._B64 = -torch.log(knots)
+        self._dB64 = self._B64.diff()
+        self._alphas_cumprod64 = abar
+        self._alphas64 = knots[1:] / knots[:-1]
+        self._betas64 = 1.0 - self._alphas64
+        self.beta_min = self.N * self._dB64[0].item()
+        self.beta_max = self.N * self._dB64[-1].item()
+
+    @property
+    def discrete_betas(self) -> Tensor:
+        """The table's ``beta_k = 1 - bar alpha_k / bar alpha_{k-1}``, ``(K,)``, default dtype."""
+        return self._betas64.to(torch.get_default_dtype())
+
+    def _interval(self, t: Tensor) -> Tensor:
+        """Index ``j`` of the interval ``[j/K, (j+1)/K)`` holding ``t``, clamped to ``[0, K)``."""
+        return torch.floor(t * self.N).long().clamp_(0, self.N - 1)
+
+    def beta(self, t: Tensor) -> Tensor:
+        """``beta(t) = -K log(1 - beta_j)`` on ``[j/K, (j+1)/K)``, shape ``(B,)``."""
+        return self.N * self._table("dB", t)[self._interval(t)]
+
+    def integrated_beta(self, t: Tensor) -> Tensor:
+        """``B(t) = -log alpha(t)^2``, piecewise linear through ``-log bar alpha_k`` at ``t_k``."""
+        j = self._interval(t)
+        return self._table("B", t)[j] + (t * self.N - j) * self._table("dB", t)[j]
+
+    def _integrated_beta_step(self, t: Tensor, dt: Tensor) -> Tensor:
+        """``B(t) - B(t - dt)``; within one interval ``beta_j dt`` (no cancellation)."""
+        same = self._interval(t) == self._interval(t - dt)
+        difference = self.integrated_beta(t) - self.integrated_beta(t - dt)
+        return torch.where(same, self.beta(t) * dt, difference)
+
+    def t_from_integrated_beta(self, B: Tensor) -> Tensor:
+        """Inverse of :meth:`integrated_beta` on its linear piece holding ``B`` (so
+        :meth:`t_from_log_snr` is closed-form too)."""
+        knots = self._table("B", B)
+        j = (torch.searchsorted(knots, B.contiguous(), right=True) - 1).clamp_(0, self.N - 1)
+        return (j + (B - knots[j]) / self._table("dB", B)[j]) / self.N
+
+    def _repr_args(self) -> Dict[str, object]:
+        return {"K": self.N, "beta_min": self.beta_min, "beta_max": self.beta_max}

@@ -10,6 +10,9 @@ Networks (all return the raw output; :func:`get_score_fn` turns it into a score)
 * :class:`NoiseConditionalClassifier` — a time-conditioned image classifier ``p_t(y | x)``
   for classifier guidance (:func:`get_log_prob_fn` gives its log-probabilities).
 
+Networks trained elsewhere: :func:`from_diffusers` (a diffusers UNet and scheduler) and
+:func:`from_denoiser` (an EDM / k-diffusion denoiser) return a ``(score_fn, sde)`` pair.
+
 Pick one by name from :data:`MODELS` with :func:`get_model`.
 """
 from __future__ import annotations
@@ -28,6 +31,7 @@ from .checkpoints import (
 from .classifier import NoiseConditionalClassifier
 from .ddpm import DDPM, ddpm_cifar
 from .ema import ExponentialMovingAverage
+from .external import DIFFUSERS_PREDICTION_TYPES, from_denoiser, from_diffusers
 from .mlp import MLP, ResidualMLP
 from .ncsnpp import NCSNpp, ddpmpp_cifar, ddpmpp_deep_cifar, ncsnpp_cifar, ncsnpp_deep_cifar
 
@@ -49,6 +53,9 @@ __all__ = [
     "get_log_prob_fn",
     "PARAMETERIZATIONS",
     "TIME_LABELS",
+    "from_diffusers",
+    "from_denoiser",
+    "DIFFUSERS_PREDICTION_TYPES",
     "ExponentialMovingAverage",
     "load_score_sde_checkpoint",
     "convert_score_sde_state_dict",
