@@ -45,6 +45,15 @@ setup(
         # them, are never used), or from a local file; see docs/metrics.md.
         "metrics": [],
     },
+    entry_points={
+        "console_scripts": [
+            "scoresde-train = scoresde.cli.train:cli",
+            "scoresde-sample = scoresde.cli.sample:cli",
+            "scoresde-evaluate = scoresde.cli.evaluate:cli",
+            "scoresde-metrics = scoresde.metrics.__main__:cli",
+            "scoresde-export = scoresde.export:cli",
+        ],
+    },
     license="Apache-2.0",
     classifiers=[
         "Programming Language :: Python :: 3",

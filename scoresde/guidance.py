@@ -58,6 +58,8 @@ __all__ = [
     "replacement_constraint",
     "COLOR_DECOUPLING",
     "INPAINT_ODE_METHODS",
+    "make_mask",
+    "MASKS",
 ]
 
 LogProbFn = Callable[[Tensor, Tensor], Tensor]
@@ -343,3 +345,33 @@ def colorize(score_fn: ScoreFn, sde: SDE, gray: Tensor, **sample_kwargs) -> Tens
     mask[:, :1] = True
     u = inpaint(decoupled_score, sde, known, mask, **sample_kwargs)
     return _apply_channels(M.T, u)
+
+
+#: The regions :func:`make_mask` knows (``P`` in ``random:P``: the probability of a pixel to generate).
+MASKS = ("right_half", "left_half", "center", "random:P")
+
+
+def make_mask(spec: str, shape, generator: Optional[torch.Generator] = None) -> Tensor:
+    """Boolean mask of the known pixels, ``(B, C, H, W)`` like ``shape``, for :func:`inpaint`;
+    ``spec`` names the region to generate: ``right_half``, ``left_half``, ``center`` (the
+    central half-size square) or ``random:P`` (each pixel, all channels together, with
+    probability ``P``). Raises ``ValueError`` for another ``spec``."""
+    B, C, H, W = shape
+    unknown = torch.zeros(B, 1, H, W, dtype=torch.bool)
+    if spec == "right_half":
+        unknown[..., W // 2:] = True
+    elif spec == "left_half":
+        unknown[..., : W // 2] = True
+    elif spec == "center":
+        unknown[..., H // 4: H - H // 4, W // 4: W - W // 4] = True
+    elif spec.startswith("random:"):
+        try:
+            p = float(spec[len("random:"):])
+        except ValueError:
+            p = -1.0
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"mask {spec}: P in random:P must be a number in [0, 1], e.g. random:0.5")
+        unknown = torch.rand(B, 1, H, W, generator=generator) < p
+    else:
+        raise ValueError(f"unknown mask {spec!r}; valid: {', '.join(MASKS)}")
+    return (~unknown).expand(B, C, H, W)

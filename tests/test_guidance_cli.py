@@ -1,7 +1,6 @@
 """End-to-end tests of controllable generation on tiny runs: training a class-conditional
 score model and a noise-conditional classifier, and the sampling options --class-label,
 --guidance-scale, --classifier-workdir, --inpaint and --colorize."""
-import importlib
 import json
 import os
 
@@ -10,10 +9,10 @@ import pytest
 import torch
 
 from scoresde import train
+from scoresde.cli import sample as sample_module
 from scoresde.checkpointing import list_checkpoints, load_checkpoint
 
 pytest.importorskip("sklearn")
-sample_module = importlib.import_module("scoresde.sample")
 
 TINY = ["--config.training.n_iters=4", "--config.training.snapshot_freq=2", "--config.training.log_freq=2",
         "--config.training.batch_size=8", "--config.sampling.steps=4", "--config.sampling.n_samples=4",
@@ -95,7 +94,7 @@ def test_colorize(runs):
 @pytest.mark.parametrize("args,message", [
     (["--colorize"], "--colorize needs 3-channel (RGB) data"),
     (["--inpaint", "--colorize"], "separate tasks"),
-    (["--inpaint", "--mask", "top"], "unknown --mask 'top'; valid: right_half"),
+    (["--inpaint", "--mask", "top"], "unknown mask 'top'; valid: right_half"),
     (["--inpaint", "--mask", "random:2"], "must be a number in [0, 1]"),
     (["--mask", "center"], "--mask applies to --inpaint only"),
     (["--guidance-scale", "2"], "need --class-label"),
