@@ -19,6 +19,7 @@ esac
 
 if [[ $dry == 1 ]]; then
   train=(--device cpu --batch 2 --tiny --steps 1 --warmup 1 --sample-steps 2)
+  limit=()   # a loaded CPU may take longer than the GPU's budget
 else
   if ! "$PY" -c "import torch, sys; sys.exit(not torch.cuda.is_available())"; then
     echo "error: no CUDA GPU visible to torch; use --dry-run to check the script on the CPU" >&2
@@ -27,10 +28,11 @@ else
   "$PY" -c "import torch; print(torch.__version__, torch.cuda.get_device_name())"
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
   train=(--device cuda --batch 128 --steps 20 --warmup 3 --sample-steps 50)
+  limit=(timeout 240)
 fi
 
 echo "== training step, side by side (benchmarks/train.py ${train[*]})"
-timeout 240 "$PY" benchmarks/train.py --variants fp32,bf16,bf16-compile --memory "${train[@]}"
+"${limit[@]}" "$PY" benchmarks/train.py --variants fp32,bf16,bf16-compile --memory "${train[@]}"
 
 echo "== CUDA-marked tests"
-timeout 120 "$PY" -m pytest -q -p no:cacheprovider -m cuda tests
+"${limit[@]}" "$PY" -m pytest -q -p no:cacheprovider -m cuda tests

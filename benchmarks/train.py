@@ -38,14 +38,13 @@ import torch.nn.functional as F
 
 from scoresde import precision
 from scoresde.config import load_config
-from scoresde.losses import dsm_loss_terms
-from scoresde.models import ExponentialMovingAverage, convert_score_sde_state_dict, get_cond_score_fn, get_score_fn
+from scoresde.models import ExponentialMovingAverage, convert_score_sde_state_dict, get_score_fn
 from scoresde.models.layers import upfirdn2d
-from scoresde.train import make_model, make_sampler, make_sde
+from scoresde.run import make_model, make_objective, make_optimizer, make_sampler, make_sde
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-#: Our variants: options of the training step (see :func:`our_step`).
+#: Our variants: options of the training step (see :func:`our_runner`).
 VARIANTS = {
     "fp32": dict(),  # the trainer's default
     "bf16": dict(bf16=True),
@@ -120,10 +119,12 @@ def our_config(tiny: bool = False):
     return config
 
 
-def our_runner(device: str, official_model=None, tiny=False, bf16=False, compile=False, channels_last=True,
-               adam="fast"):
-    """Our model (from the official weights when given) and the trainer's step ``step(x)``."""
+def our_runner(device: str, batch: int, official_model=None, tiny=False, bf16=False, compile=False,
+               channels_last=True, adam="fast"):
+    """Our model (from the official weights when given) and the step of ``scoresde.train.main``
+    (its factories and loss; the options switch parts of its fast path off or on)."""
     config = our_config(tiny)
+    config.training.batch_size = batch
     torch.manual_seed(0)
     model = make_model(config).to(device)
     if official_model is not None:
@@ -131,30 +132,23 @@ def our_runner(device: str, official_model=None, tiny=False, bf16=False, compile
     if channels_last:
         model = precision.to_channels_last(model)
     sde = make_sde(config)
-    fast = adam == "fast"
-    o = config.optim
-    optimizer = torch.optim.Adam(model.parameters(), lr=o.lr, betas=(o.beta1, 0.999), eps=o.eps,
-                                 weight_decay=o.weight_decay,
-                                 **(precision.adam_options(torch.device(device)) if fast else {"foreach": False}))
+    optimizer = make_optimizer(config, model.parameters())
+    if adam == "for-loop":  # torch's default on the CPU, which the official code gets
+        optimizer = torch.optim.Adam(model.parameters(), **dict(optimizer.defaults, fused=None, foreach=False))
     ema = ExponentialMovingAverage(model.parameters(), decay=config.model.ema_rate)
-    net = precision.compile_model(model) if compile else model
-    score_fn = get_cond_score_fn(net, sde, train=True)
+    step_loss = make_objective(config, sde, precision.compile_model(model) if compile else model)
     autocast = precision.autocast(torch.device(device), bf16)
-    counter = [0]
-    eps, lr, warmup, clip = config.training.eps, config.optim.lr, config.optim.warmup, config.optim.grad_clip
+    generator = torch.Generator(device=device).manual_seed(1)
+    o, counter = config.optim, [0]
 
     def step(x: torch.Tensor) -> torch.Tensor:
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        t = eps + (sde.T - eps) * torch.rand(x.shape[0], device=x.device)
-        z = torch.randn_like(x)
         with autocast:
-            loss = dsm_loss_terms(score_fn, sde, x, t, z).mean()
+            loss = step_loss(x, None, generator)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         for group in optimizer.param_groups:
-            group["lr"] = lr * min((counter[0] + 1) / max(warmup, 1), 1.0)
-        torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=clip)
+            group["lr"] = o.lr * min((counter[0] + 1) / max(o.warmup, 1), 1.0)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=o.grad_clip)
         optimizer.step()
         ema.update(model.parameters())
         counter[0] += 1
@@ -199,7 +193,7 @@ def build(names, args, with_official=True):
         if reason:
             print(f"skipping {name}: {reason}")
             continue
-        model, runners[name] = our_runner(device, official_model, args.tiny, **options)
+        model, runners[name] = our_runner(device, args.batch, official_model, args.tiny, **options)
         if official_model is not None and name == names[0]:
             print(f"same weights: max |official - ours| / max |official| of the eval forward = "
                   f"{check_same_network(official_model, model, device):.1e}")

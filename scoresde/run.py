@@ -21,7 +21,7 @@ import ml_collections
 import torch
 
 from . import data as data_lib
-from . import toy
+from . import precision, toy
 from .checkpointing import latest_checkpoint, load_checkpoint
 from .config import UsageError
 from .losses import classifier_loss_terms, discrete_dsm_loss_terms, dsm_loss_terms, importance_sample_time
@@ -51,7 +51,7 @@ OBJECTIVES = ("score", "classifier")
 #: any other change would continue a different run from this run's state, and is refused.
 RESUMABLE = ("training.n_iters", "training.log_freq", "training.snapshot_freq", "training.keep_last",
              "training.keep_every", "training.snapshot_sampling", "sampling.*", "eval.*", "data.root",
-             "data.download", "optim.lr", "optim.warmup", "optim.grad_clip")
+             "data.download", "optim.lr", "optim.warmup", "optim.grad_clip", "training.compile")
 
 
 def is_toy(config: ml_collections.ConfigDict) -> bool:
@@ -119,7 +119,9 @@ def make_optimizer(config: ml_collections.ConfigDict, params) -> torch.optim.Opt
     if not (0 <= o.beta1 < 1 and 0 < o.eps and 0 <= o.weight_decay and o.warmup >= 0):
         raise UsageError(f"need 0 <= optim.beta1 < 1, optim.eps > 0, optim.weight_decay >= 0 and "
                          f"optim.warmup >= 0; got {o.beta1}, {o.eps}, {o.weight_decay}, {o.warmup}")
-    return torch.optim.Adam(params, lr=o.lr, betas=(o.beta1, 0.999), eps=o.eps, weight_decay=o.weight_decay)
+    params = list(params)
+    fast = precision.adam_options(params[0].device) if params else {}  # fused Adam: the same update
+    return torch.optim.Adam(params, lr=o.lr, betas=(o.beta1, 0.999), eps=o.eps, weight_decay=o.weight_decay, **fast)
 
 
 def make_dataset(config: ml_collections.ConfigDict, split: str = "train") -> Tuple[Tensor, Optional[Tensor], bool]:
@@ -354,7 +356,7 @@ def build(config: ml_collections.ConfigDict, device: torch.device, world: int = 
         labels = None
     shape = tuple(data.shape[1:])
     sampler = check_sampler(config, sde, shape) if task == "score" else None
-    model = make_model(config).to(device)
+    model = precision.to_channels_last(make_model(config).to(device))  # NHWC convolutions, same values
     ema = ExponentialMovingAverage(model.parameters(), decay=config.model.ema_rate)
     optimizer = make_optimizer(config, model.parameters())
     return Run(sde, model, ema, optimizer, data, labels, is_images, sampler, shape)

@@ -50,6 +50,19 @@ def test_missing_bf16_is_one_clear_line(monkeypatch):
         assert torch.ones(2, 2).matmul(torch.ones(2, 2)).dtype == torch.float32
 
 
+def test_trainer_refuses_bf16_without_hardware_before_writing(monkeypatch, tmp_path):
+    from scoresde import train
+    from scoresde.config import UsageError, load_config
+
+    for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+        monkeypatch.setattr(torch.cpu, name, lambda: False, raising=False)
+    config = load_config("vp_toy")
+    config.training.n_iters = 1
+    with pytest.raises(UsageError, match="--bf16: this CPU has neither AVX512-BF16 nor AMX"):
+        train.main(config, str(tmp_path / "run"), device="cpu", bf16=True, quiet=True)
+    assert not (tmp_path / "run").exists()
+
+
 @needs_cpu_bf16
 def test_cpu_bf16_runs_the_network_in_bf16_and_keeps_loss_and_grads_fp32():
     x = torch.randn(4, 1, 8, 8, generator=torch.Generator().manual_seed(0))
@@ -129,3 +142,19 @@ def test_cuda_bf16_follows_fp32():
     loss = dsm(net, x.to(device), device=device, bf16=True)
     assert loss.dtype == torch.float32
     assert abs(loss.item() - ref.item()) < 0.02 * ref.item()
+
+
+@pytest.mark.slow
+def test_gpu_script_dry_run():
+    """benchmarks/gpu.sh --dry-run: every step of the GPU check on the CPU, at tiny sizes."""
+    import os
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run(["bash", os.path.join(root, "benchmarks", "gpu.sh"), "--dry-run"], capture_output=True,
+                         text=True, env=dict(os.environ, PYTHON=sys.executable), timeout=1800)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    assert "| side | s/step" in out.stdout and "images/s" in out.stdout
+    rows = [line for line in out.stdout.splitlines() if line.startswith("| fp32 |") or line.startswith("| bf16")]
+    assert len(rows) == (3 if precision.bf16_unsupported(CPU) is None else 1)
