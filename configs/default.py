@@ -21,6 +21,7 @@ def get_default_config() -> ml_collections.ConfigDict:
     training.keep_every = 0  # 0: keep only the last keep_last checkpoints
     training.snapshot_sampling = True
     training.eps = 1e-5  # smallest training time
+    training.compile = False  # torch.compile the network (minutes of compilation before step 1)
     training.objective = "score"  # score | classifier (noise-conditional, for classifier guidance)
     training.label_dropout = 0.0  # conditional score models: P(label -> null label), for CFG
 

@@ -20,7 +20,7 @@ import ml_collections
 import torch
 
 from . import data as data_lib
-from . import toy
+from . import precision, toy
 from .checkpointing import latest_checkpoint, load_checkpoint
 from .config import UsageError
 from .losses import (WEIGHTINGS, classifier_loss_terms, discrete_dsm_loss_terms, dsm_loss_terms,
@@ -52,7 +52,7 @@ OBJECTIVES = ("score", "classifier")
 #: any other change would continue a different run from this run's state, and is refused.
 RESUMABLE = ("training.n_iters", "training.log_freq", "training.snapshot_freq", "training.keep_last",
              "training.keep_every", "training.snapshot_sampling", "sampling.*", "eval.*", "data.root",
-             "data.download", "optim.lr", "optim.warmup", "optim.grad_clip")
+             "data.download", "optim.lr", "optim.warmup", "optim.grad_clip", "training.compile")
 
 
 def is_toy(config: ml_collections.ConfigDict) -> bool:
@@ -122,7 +122,9 @@ def make_optimizer(config: ml_collections.ConfigDict, params) -> torch.optim.Opt
     if not (0 < o.lr and o.lr / (1 - o.beta1) < torch.finfo(torch.float32).max):
         raise UsageError(f"optim.lr={o.lr} must be positive and lr / (1 - optim.beta1) must fit in "
                          "float32 (e.g. 2e-4)")
-    return torch.optim.Adam(params, lr=o.lr, betas=(o.beta1, 0.999), eps=o.eps, weight_decay=o.weight_decay)
+    params = list(params)
+    fast = precision.adam_options(params[0].device) if params else {}  # fused Adam: the same update
+    return torch.optim.Adam(params, lr=o.lr, betas=(o.beta1, 0.999), eps=o.eps, weight_decay=o.weight_decay, **fast)
 
 
 def make_dataset(config: ml_collections.ConfigDict, split: str = "train") -> Tuple[Tensor, Optional[Tensor], bool]:
@@ -373,7 +375,7 @@ def build(config: ml_collections.ConfigDict, device: torch.device, world: int = 
         labels = None
     shape = tuple(data.shape[1:])
     sampler = check_sampler(config, sde, shape) if task == "score" else None
-    model = make_model(config).to(device)
+    model = precision.to_channels_last(make_model(config).to(device))  # NHWC convolutions, same values
     ema = ExponentialMovingAverage(model.parameters(), decay=config.model.ema_rate)
     optimizer = make_optimizer(config, model.parameters())
     return Run(sde, model, ema, optimizer, data, labels, is_images, sampler, shape)

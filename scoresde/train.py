@@ -32,13 +32,13 @@ import os
 import signal
 import sys
 import time
-from contextlib import nullcontext
 from typing import Callable, Dict, List, Optional, Tuple
 
 import ml_collections
 import torch
 
 from . import data as data_lib
+from . import precision
 from .checkpointing import (
     checkpoint_path,
     latest_checkpoint,
@@ -97,19 +97,24 @@ def main(config: ml_collections.ConfigDict, workdir: str, *, device: Optional[st
     _check_workdir(workdir)
     latest = latest_checkpoint(ckpt_dir)
     changes = _check_resume_config(workdir, config, latest)
-    if bf16 and device.type != "cuda":
-        log(f"note: --bf16 applies on CUDA only; training in float32 on {device}")
+    if bf16 and precision.bf16_unsupported(device):
+        raise UsageError(f"--bf16: {precision.bf16_unsupported(device)}; run without --bf16")
 
     # The run's objects, all checked before step 1; one global batch per step, the same order
     # on every rank; the randomness of each step (flips, t, z) drawn for the global batch.
     torch.manual_seed(config.seed + 2)  # the network's initialization
     run = build(config, device, world)
-    batches = data_lib.InfiniteBatches((run.data, run.labels) if run.labels is not None else run.data,
+    data, labels = run.data.to(device), (run.labels.to(device) if run.labels is not None else None)
+    batches = data_lib.InfiniteBatches((data, labels) if labels is not None else data,
                                        tc.batch_size, generator=torch.Generator().manual_seed(config.seed))
     noise_gen = torch.Generator(device=device).manual_seed(config.seed + 1)
     model, ema, optimizer = run.model, run.ema, run.optimizer
-    train_model = model if world == 1 else torch.nn.parallel.DistributedDataParallel(
-        model, device_ids=[device.index] if device.type == "cuda" else None)
+    # The fast path (scoresde.precision): channels_last and fused Adam (from build), the data on
+    # the device (above), optionally a compiled network.
+    train_model = precision.compile_model(model) if tc.get("compile", False) else model
+    if world > 1:
+        train_model = torch.nn.parallel.DistributedDataParallel(
+            train_model, device_ids=[device.index] if device.type == "cuda" else None)
     step_loss = make_objective(config, run.sde, train_model, rank=rank, world=world)
 
     step, window = 0, []
@@ -138,7 +143,7 @@ def main(config: ml_collections.ConfigDict, workdir: str, *, device: Optional[st
         return True
 
     metrics = _Metrics(workdir, enabled=is_main, quiet=quiet, step=step, total=tc.n_iters)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if (bf16 and device.type == "cuda") else nullcontext()
+    autocast = precision.autocast(device, bf16)  # the network in bf16; loss, Adam and EMA in float32
     model.train()
     with _StopFlag() as stop:
         while step < tc.n_iters:

@@ -28,12 +28,17 @@ def cli(argv: Optional[List[str]] = None) -> int:
         parser.add_argument("--workdir", help="run directory (default: runs/<config name>)")
         parser.add_argument("--data-dir", help="dataset folder (sets data.root; default: the config's, else the data set's usual place)")
         parser.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
-        parser.add_argument("--bf16", action="store_true", help="bf16 autocast (CUDA only; a note on CPU)")
+        parser.add_argument("--bf16", action="store_true", help="the network in bf16 (CUDA, or a CPU with "
+                            "AVX512-BF16 / AMX); loss, Adam and EMA stay in float32")
+        parser.add_argument("--compile", action="store_true", help="torch.compile the network "
+                            "(sets training.compile=true)")
         args = parser.parse_args(rest)
         config = load_config(args.config)
         apply_overrides(config, overrides)
         if args.data_dir:
             config.data.root = args.data_dir
+        if args.compile:
+            config.training.compile = True
         workdir = args.workdir or os.path.join("runs", os.path.splitext(os.path.basename(args.config))[0])
         return main(config, workdir, device=args.device, bf16=args.bf16)
 
