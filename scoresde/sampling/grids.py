@@ -3,7 +3,7 @@ loops never read a device tensor to decide what to do next."""
 from __future__ import annotations
 
 import math
-from typing import List, Sequence, Tuple
+from typing import Callable, Dict, List, Sequence, Tuple
 
 import torch
 
@@ -140,3 +140,25 @@ def vp_quadratic_grid(sde: SDE, eps: float, n: int) -> List[float]:
     lam = log_snr(_REFERENCE_VP, [(a + (b - a) * i / (n - 1)) ** 2 for i in range(1, n - 1)])
     grid = [float(sde.T)] + time_from_log_snr(sde, lam) + [float(eps)]
     return _check_decreasing(grid, "VP time-quadratic")
+
+
+#: Time grids of the fast samplers by ``skip_type``: ``grid(sde, eps, n) -> n times from T to eps``.
+SKIP_TYPES: Dict[str, Callable[[SDE, float, int], List[float]]] = {
+    "logSNR": log_snr_grid,
+    "time_uniform": lambda sde, eps, n: uniform_grid(sde.T, eps, n),
+    "time_quadratic": lambda sde, eps, n: time_quadratic_grid(sde.T, eps, n),
+    "edm_rho": lambda sde, eps, n: edm_rho_grid(sde, eps, n),
+    "vp_quadratic": vp_quadratic_grid,
+}
+
+
+class Schedule:
+    """``alpha``, ``sigma`` and ``lambda = log(alpha / sigma)`` at host times, in float64
+    (Python lists indexed like ``t``)."""
+
+    def __init__(self, sde: SDE, times: Sequence[float]) -> None:
+        self.t = [float(t) for t in times]
+        alpha, sigma = sde.marginal_coeffs(torch.as_tensor(self.t, dtype=torch.float64))
+        self.alpha = alpha.tolist()
+        self.sigma = sigma.tolist()
+        self.lam = (alpha.log() - sigma.log()).tolist()
