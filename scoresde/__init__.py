@@ -5,7 +5,7 @@ from .likelihood import bits_per_dim, likelihood, log_likelihood
 from .losses import ddpm_loss, discrete_dsm_loss, dsm_loss, smld_loss
 from .models.adapter import get_cond_score_fn, get_log_prob_fn, get_score_fn
 from .sampling import decode, encode, sample
-from .sde import SDE, ReverseSDE, SubVPSDE, VESDE, VPSDE
+from .sde import SDE, RectifiedFlow, ReverseSDE, SubVPSDE, VESDE, VPSDE
 
 __version__ = "0.1.0"
 
@@ -15,6 +15,7 @@ __all__ = [
     "VPSDE",
     "SubVPSDE",
     "VESDE",
+    "RectifiedFlow",
     "dsm_loss",
     "discrete_dsm_loss",
     "ddpm_loss",

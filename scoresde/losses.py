@@ -4,7 +4,7 @@ Continuous objective, for ``t ~ U(eps, T)``, ``x_0 ~ p_data``, ``x_t = alpha(t) 
 
     L(theta) = E_t E_{x_0, z} [ lambda(t) || s_theta(x_t, t) - grad log p_0t(x_t | x_0) ||^2 ]
 
-with ``grad log p_0t(x_t | x_0) = -z / sigma(t)``. Two weightings:
+with ``grad log p_0t(x_t | x_0) = -z / sigma(t)``. Three weightings:
 
 * ``"sigma2"``: ``lambda(t) = sigma(t)^2`` (Song et al. 2021, Sec. 3.3; the weighting of the
   paper's headline FIDs). The summand becomes ``|| sigma s_theta + z ||^2``, the epsilon
@@ -15,6 +15,24 @@ with ``grad log p_0t(x_t | x_0) = -z / sigma(t)``. Two weightings:
   ``KL(p_data || p_theta^SDE)``; denoising and exact score matching differ by a
   theta-independent constant, so ``dsm_loss(weighting="g2", reduce="sum")`` times ``T`` is the
   negative ELBO up to that constant.
+* ``"flow_matching"``: ``lambda(t) = g(t)^4 / 4``, under which the DSM term of a network in the
+  ``"velocity"`` parameterization (:data:`scoresde.models.PARAMETERIZATIONS`) *is* the
+  conditional flow-matching loss (Lipman et al. 2023; Liu et al. 2023), exactly. Derivation:
+  the network predicts ``u``, the target is the path's velocity ``u* = alpha' x_0 + sigma' z``,
+  and the adapter's score is ``s = -eps_hat / sigma`` with
+  ``eps_hat = (alpha u - alpha' x_t) / D``, ``D = alpha sigma' - alpha' sigma``. Then, with
+  ``x_t = alpha x_0 + sigma z``,
+
+      sigma s + z = (D z - alpha u + alpha' alpha x_0 + alpha' sigma z) / D
+                  = alpha (alpha' x_0 + sigma' z - u) / D = (alpha / D) (u* - u),
+
+  so ``||u - u*||^2 = (D / alpha)^2 ||sigma s + z||^2``: the weight is
+  ``lambda / sigma^2 = (D / alpha)^2``. From the moment equations (``alpha' = f alpha``,
+  ``sigma' = f sigma + g^2 / (2 sigma)``), ``D / alpha = g^2 / (2 sigma)``, so
+  ``lambda(t) = g(t)^4 / 4`` for any SDE. For :class:`~scoresde.RectifiedFlow`
+  (``alpha = 1 - t``, ``sigma = t``, ``u* = z - x_0``, ``D = 1``) the weight is
+  ``1 / (1 - t)^2`` and ``lambda(t) = t^2 / (1 - t)^2 = e^{-2 lambda_snr(t)}``:
+  ``||u_theta - (z - x_0)||^2 = ||sigma s_theta + z||^2 / (1 - t)^2``.
 
 **Relation to DDPM's ELBO.** DDPM's term ``L_{i-1}`` (Ho et al. 2020, Eq. 12) with
 ``sigma_i^2 = beta_i`` is ``beta_i / (2 alpha_i (1 - bar alpha_i)) || eps - eps_theta ||^2``.
@@ -29,12 +47,12 @@ is the cross entropy ``-log p_t(y | x_t)`` at the same ``x_t``, the objective of
 classifier that :func:`scoresde.classifier_guidance` uses.
 
 Losses see only a score function ``score_fn(x, t)``; :func:`scoresde.get_score_fn` turns a
-network (epsilon, score or x0 parameterization) into one.
+network (any parameterization of :data:`scoresde.models.PARAMETERIZATIONS`) into one.
 """
 from __future__ import annotations
 
 import math
-from typing import Callable, Optional, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
 import torch
 
@@ -44,6 +62,7 @@ from .utils import append_dims, batch_mean, batch_sum, check_choice, check_data,
 
 __all__ = [
     "WEIGHTINGS",
+    "LAMBDA_OVER_SIGMA2",
     "REDUCTIONS",
     "dsm_loss",
     "dsm_loss_terms",
@@ -55,20 +74,18 @@ __all__ = [
     "classifier_loss_terms",
 ]
 
-WEIGHTINGS = ("sigma2", "g2")
-
 REDUCTIONS = {
     "mean": batch_mean,  # mean over non-batch dims
     "sum": lambda v: 0.5 * batch_sum(v),  # one half of the sum, as score_sde
 }
 
-
-def _lambda_over_sigma2(sde: SDE, t: Tensor, sigma: Tensor, weighting: str) -> Tensor:
-    """``lambda(t) / sigma(t)^2``, ``(B,)``: 1 for ``sigma2``, ``g^2 / sigma^2`` for ``g2``."""
-    if weighting == "sigma2":
-        return torch.ones_like(sigma)
-    _, g = sde.sde(torch.zeros_like(t)[:, None], t)
-    return (g / sigma) ** 2
+#: ``lambda(t) / sigma(t)^2`` of each weighting, ``(sde, t, sigma) -> (B,)`` (module docstring).
+LAMBDA_OVER_SIGMA2: Dict[str, Callable[[SDE, Tensor, Tensor], Tensor]] = {
+    "sigma2": lambda sde, t, sigma: torch.ones_like(sigma),
+    "g2": lambda sde, t, sigma: (sde.diffusion(t) / sigma) ** 2,
+    "flow_matching": lambda sde, t, sigma: (sde.diffusion(t) ** 2 / (2 * sigma)) ** 2,
+}
+WEIGHTINGS = tuple(LAMBDA_OVER_SIGMA2)
 
 
 def dsm_loss_terms(
@@ -92,7 +109,7 @@ def dsm_loss_terms(
         x0: clean data ``(B, *D)``.
         t: times ``(B,)``.
         z: standard normal noise like ``x0``.
-        weighting: ``"sigma2"`` or ``"g2"``.
+        weighting: a key of :data:`WEIGHTINGS` (see :func:`dsm_loss`).
         reduce: ``"mean"`` (over non-batch dims) or ``"sum"`` (one half of the sum).
     Returns:
         ``(B,)`` losses.
@@ -100,7 +117,7 @@ def dsm_loss_terms(
     mean, sigma = sde.marginal_prob(x0, t)
     x_t = mean + append_dims(sigma, x0.ndim) * z
     residual = append_dims(sigma, x0.ndim) * score_fn(x_t, t) + z
-    return _lambda_over_sigma2(sde, t, sigma, weighting) * REDUCTIONS[reduce](residual**2)
+    return LAMBDA_OVER_SIGMA2[weighting](sde, t, sigma) * REDUCTIONS[reduce](residual**2)
 
 
 def classifier_loss_terms(
@@ -160,7 +177,7 @@ def importance_sample_time(
     # Tabulate the cumulative weight on the host in float64 (cheap, done once per call).
     grid = torch.logspace(math.log10(eps), math.log10(sde.T), n_grid, dtype=torch.float64)
     _, sigma = sde.marginal_coeffs(grid)
-    w = _lambda_over_sigma2(sde, grid, sigma, weighting)
+    w = LAMBDA_OVER_SIGMA2[weighting](sde, grid, sigma)
     cells = 0.5 * (w[1:] + w[:-1]) * (grid[1:] - grid[:-1])
     cum = torch.cat([torch.zeros(1, dtype=torch.float64), torch.cumsum(cells, 0)])
     grid, cum, cells = (v.to(device) for v in (grid, cum, cells))
@@ -171,7 +188,7 @@ def importance_sample_time(
     t = grid[k] + (u - cum[k]) / cells[k] * width
     q = cells[k] / (cum[-1] * width)
     _, sigma_t = sde.marginal_coeffs(t)
-    weight = _lambda_over_sigma2(sde, t, sigma_t, weighting) / (q * (sde.T - eps))
+    weight = LAMBDA_OVER_SIGMA2[weighting](sde, t, sigma_t) / (q * (sde.T - eps))
     return t.to(dtype), weight.to(dtype)
 
 
@@ -193,8 +210,9 @@ def dsm_loss(
         score_fn: ``score_fn(x, t)`` approximating ``grad log p_t``.
         sde: the forward SDE.
         x0: clean data, ``(B, *D)``.
-        weighting: ``"sigma2"`` (``lambda = sigma(t)^2``) or ``"g2"`` (``lambda = g(t)^2``,
-            the likelihood weighting).
+        weighting: ``"sigma2"`` (``lambda = sigma(t)^2``), ``"g2"`` (``lambda = g(t)^2``,
+            the likelihood weighting) or ``"flow_matching"`` (``lambda = g(t)^4 / 4``: with a
+            ``"velocity"`` network, the conditional flow-matching loss; module docstring).
         reduce: ``"mean"`` over non-batch dims, or ``"sum"`` (one half of the sum).
         eps: smallest time; ``t ~ U(eps, T)``.
         t: optional times ``(B,)`` in ``[0, T]`` to use instead of drawing them.

@@ -11,6 +11,14 @@ Each class gives these in closed form; the generic pieces (reverse SDE, probabil
 exact discrete transitions, ancestral and Langevin step coefficients) live on the base class,
 so a sampler never needs to know which SDE it drives.
 
+**The schedule layer.** Samplers, losses, the likelihood and the model adapter see an SDE only
+through ``drift_coeff(t) = f(t)``, ``diffusion(t) = g(t)``, the kernel ``marginal_coeffs(t) =
+(alpha, sigma)`` and its time derivative, the half log-SNR ``log_snr(t) = log(alpha / sigma)``
+(Lu et al. 2022, Sec. 3.1) and its inverse ``t_from_log_snr``. The kernel determines the SDE:
+``f = d log alpha / dt`` and ``g^2 = d sigma^2 / dt - 2 f sigma^2`` (App. B). Every class gives
+``lambda`` and its inverse in closed form; the base class falls back on ``log(alpha / sigma)``
+and bisection for an SDE that has none.
+
 Conventions: data ``x`` has shape ``(B, *D)``, times ``t`` shape ``(B,)``. All computations run
 on the device and in the dtype of the inputs.
 """
@@ -25,14 +33,17 @@ import torch
 from .types import Device, ScoreFn, Shape, Tensor
 from .utils import append_dims, batch_sum
 
-__all__ = ["SDE", "VPSDE", "SubVPSDE", "VESDE", "ReverseSDE"]
+__all__ = ["SDE", "VPSDE", "SubVPSDE", "VESDE", "RectifiedFlow", "ReverseSDE"]
 
 
 class SDE(abc.ABC):
     """Base class of a forward SDE ``dx = f(x, t) dt + g(t) dw`` on ``t in [0, T]``.
 
-    Subclasses give the closed forms: :meth:`sde`, :meth:`marginal_coeffs`, :meth:`transition`
-    and :meth:`discrete_transition`, and the prior standard deviation :attr:`prior_std`.
+    Subclasses give the closed forms: :meth:`drift_coeff`, :meth:`diffusion`,
+    :meth:`marginal_coeffs`, :meth:`transition` and :meth:`discrete_transition`, and the prior
+    standard deviation :attr:`prior_std`; closed forms of :meth:`log_snr`,
+    :meth:`t_from_log_snr` and :meth:`marginal_coeffs_derivative` where the generic ones would
+    lose precision or bisect.
 
     Args:
         N: number of steps of the default discretization (the discrete chain of DDPM / SMLD).
@@ -52,8 +63,12 @@ class SDE(abc.ABC):
     # ----------------------------------------------------------------------------------------
     # Closed forms each SDE provides.
     @abc.abstractmethod
-    def sde(self, x: Tensor, t: Tensor) -> Tuple[Tensor, Tensor]:
-        """Drift ``f(x, t)`` (shape of ``x``) and diffusion ``g(t)`` (shape ``(B,)``)."""
+    def drift_coeff(self, t: Tensor) -> Tensor:
+        """``f(t)`` of the linear drift ``f(x, t) = f(t) x`` (Eq. 5), shape of ``t``."""
+
+    @abc.abstractmethod
+    def diffusion(self, t: Tensor) -> Tensor:
+        """Diffusion coefficient ``g(t)``, shape of ``t``."""
 
     @abc.abstractmethod
     def marginal_coeffs(self, t: Tensor) -> Tuple[Tensor, Tensor]:
@@ -81,6 +96,47 @@ class SDE(abc.ABC):
 
     # ----------------------------------------------------------------------------------------
     # Generic members built from the closed forms.
+    def sde(self, x: Tensor, t: Tensor) -> Tuple[Tensor, Tensor]:
+        """Drift ``f(x, t) = f(t) x`` (shape of ``x``) and diffusion ``g(t)`` (shape ``(B,)``)."""
+        return append_dims(self.drift_coeff(t), x.ndim) * x, self.diffusion(t)
+
+    def marginal_coeffs_derivative(self, t: Tensor) -> Tuple[Tensor, Tensor]:
+        """Time derivatives ``(alpha'(t), sigma'(t))`` of the kernel coefficients, each ``(B,)``.
+
+        From the moment equations of Eq. 5 (App. B): ``alpha' = f alpha`` and
+        ``(sigma^2)' = 2 f sigma^2 + g^2``, i.e. ``sigma' = f sigma + g^2 / (2 sigma)``.
+        """
+        alpha, sigma = self.marginal_coeffs(t)
+        f, g = self.drift_coeff(t), self.diffusion(t)
+        return f * alpha, f * sigma + g * g / (2 * sigma)
+
+    def log_snr(self, t: Tensor) -> Tensor:
+        """Half log-SNR ``lambda(t) = log(alpha(t) / sigma(t))`` (Lu et al. 2022, Sec. 3.1).
+
+        It is ``-log sigma_edm(t)`` with Karras et al.'s (2022) noise level ``sigma / alpha``,
+        and strictly decreasing in ``t``. Shape and dtype of ``t``.
+        """
+        alpha, sigma = self.marginal_coeffs(t)
+        return alpha.log() - sigma.log()
+
+    def t_from_log_snr(self, lam: Tensor, iters: int = 100) -> Tensor:
+        """Inverse of :meth:`log_snr`: the time ``t`` with ``lambda(t) = lam``, any shape.
+
+        Closed forms (VP, sub-VP, VE, rectified flow) hold for every ``lam``, giving times
+        outside ``[0, T]`` for ``lam`` outside ``[lambda(T), lambda(0)]``. This generic
+        fallback bisects in float64 on ``[0, T]`` (``iters`` halvings; ``lambda`` decreases,
+        so each step keeps the half holding the root) and clamps to ``[0, T]``.
+        """
+        target = lam.to(torch.float64)
+        lo = torch.zeros_like(target)
+        hi = torch.full_like(target, float(self.T))
+        for _ in range(iters):
+            mid = 0.5 * (lo + hi)
+            later = self.log_snr(mid.reshape(-1)).reshape(mid.shape) > target
+            lo = torch.where(later, mid, lo)
+            hi = torch.where(later, hi, mid)
+        return (0.5 * (lo + hi)).to(lam.dtype)
+
     def marginal_prob(self, x0: Tensor, t: Tensor) -> Tuple[Tensor, Tensor]:
         """Mean ``(B, *D)`` and std ``(B,)`` of the perturbation kernel ``p_0t(x_t | x_0)``."""
         alpha, sigma = self.marginal_coeffs(t)
@@ -237,6 +293,15 @@ class _LinearBetaSDE(SDE):
         """``B(t) = int_0^t beta(s) ds = beta_min t + (beta_max - beta_min) t^2 / 2``."""
         return t * (self.beta_min + 0.5 * t * (self.beta_max - self.beta_min))
 
+    def t_from_integrated_beta(self, B: Tensor) -> Tensor:
+        """Inverse of :meth:`integrated_beta`, the positive root of the quadratic:
+        ``t = 2 B / (beta_min + sqrt(beta_min^2 + 2 (beta_max - beta_min) B))``."""
+        b0, db = self.beta_min, self.beta_max - self.beta_min
+        return 2 * B / (b0 + (b0 * b0 + 2 * db * B).sqrt())
+
+    def drift_coeff(self, t: Tensor) -> Tensor:
+        return -0.5 * self.beta(t)
+
     def _integrated_beta_step(self, t: Tensor, dt: Tensor) -> Tensor:
         """``B(t) - B(t - dt)`` without cancellation: ``dt (beta_min + (b1 - b0)(2t - dt)/2)``."""
         return dt * (self.beta_min + 0.5 * (self.beta_max - self.beta_min) * (2 * t - dt))
@@ -290,13 +355,26 @@ class VPSDE(_LinearBetaSDE):
         """``bar alpha_i = prod_{j <= i} alpha_j``, ``(N,)`` (accumulated in float64)."""
         return self._alphas_cumprod64.to(torch.get_default_dtype())
 
-    def sde(self, x: Tensor, t: Tensor) -> Tuple[Tensor, Tensor]:
-        beta_t = self.beta(t)
-        return -0.5 * append_dims(beta_t, x.ndim) * x, beta_t.sqrt()
+    def diffusion(self, t: Tensor) -> Tensor:
+        return self.beta(t).sqrt()
 
     def marginal_coeffs(self, t: Tensor) -> Tuple[Tensor, Tensor]:
         B = self.integrated_beta(t)
         return torch.exp(-0.5 * B), (-torch.expm1(-B)).sqrt()
+
+    def marginal_coeffs_derivative(self, t: Tensor) -> Tuple[Tensor, Tensor]:
+        # alpha' = -beta alpha / 2 and (sigma^2)' = -(alpha^2)' = beta alpha^2.
+        alpha, sigma = self.marginal_coeffs(t)
+        beta_t = self.beta(t)
+        return -0.5 * beta_t * alpha, 0.5 * beta_t * alpha * alpha / sigma
+
+    def log_snr(self, t: Tensor) -> Tensor:
+        # e^{-2 lambda} = sigma^2 / alpha^2 = e^B - 1.
+        return -0.5 * torch.log(torch.expm1(self.integrated_beta(t)))
+
+    def t_from_log_snr(self, lam: Tensor) -> Tensor:
+        # B = log(1 + e^{-2 lambda}), then the quadratic B(t) = B.
+        return self.t_from_integrated_beta(torch.nn.functional.softplus(-2 * lam))
 
     def transition(self, t: Tensor, dt: Tensor | float) -> Tuple[Tensor, Tensor]:
         # x_t = sqrt(abar_t / abar_s) x_s + sqrt(1 - abar_t / abar_s) z.
@@ -326,14 +404,27 @@ class SubVPSDE(_LinearBetaSDE):
         N: number of discrete steps.
     """
 
-    def sde(self, x: Tensor, t: Tensor) -> Tuple[Tensor, Tensor]:
-        beta_t = self.beta(t)
-        discount = -torch.expm1(-2.0 * self.integrated_beta(t))
-        return -0.5 * append_dims(beta_t, x.ndim) * x, (beta_t * discount).sqrt()
+    def diffusion(self, t: Tensor) -> Tensor:
+        return (self.beta(t) * -torch.expm1(-2.0 * self.integrated_beta(t))).sqrt()
 
     def marginal_coeffs(self, t: Tensor) -> Tuple[Tensor, Tensor]:
         B = self.integrated_beta(t)
         return torch.exp(-0.5 * B), -torch.expm1(-B)
+
+    def marginal_coeffs_derivative(self, t: Tensor) -> Tuple[Tensor, Tensor]:
+        # alpha' = -beta alpha / 2 and sigma' = beta e^{-B} = beta alpha^2.
+        alpha, _ = self.marginal_coeffs(t)
+        beta_t = self.beta(t)
+        return -0.5 * beta_t * alpha, beta_t * alpha * alpha
+
+    def log_snr(self, t: Tensor) -> Tensor:
+        B = self.integrated_beta(t)
+        return -0.5 * B - torch.log(-torch.expm1(-B))
+
+    def t_from_log_snr(self, lam: Tensor) -> Tensor:
+        # With u = e^{-B/2}: u / (1 - u^2) = e^lambda, so 1/u = y + sqrt(y^2 + 1) with
+        # y = e^{-lambda} / 2, i.e. B = 2 asinh(e^{-lambda} / 2).
+        return self.t_from_integrated_beta(2 * torch.asinh(0.5 * torch.exp(-lam)))
 
     def transition(self, t: Tensor, dt: Tensor | float) -> Tuple[Tensor, Tensor]:
         # With a = e^{-B(t)}, b = e^{-B(s)}: v = sigma_t^2 - m^2 sigma_s^2 = (1 - a/b)(1 - a b).
@@ -391,12 +482,23 @@ class VESDE(SDE):
         """``sigma(t) = sigma_min (sigma_max / sigma_min)^t``, shape ``(B,)``."""
         return self.sigma_min * torch.exp(t * self._log_ratio)
 
-    def sde(self, x: Tensor, t: Tensor) -> Tuple[Tensor, Tensor]:
-        g = self.sigma(t) * math.sqrt(2 * self._log_ratio)
-        return torch.zeros_like(x), g
+    def drift_coeff(self, t: Tensor) -> Tensor:
+        return torch.zeros_like(t)
+
+    def diffusion(self, t: Tensor) -> Tensor:
+        return self.sigma(t) * math.sqrt(2 * self._log_ratio)
 
     def marginal_coeffs(self, t: Tensor) -> Tuple[Tensor, Tensor]:
         return torch.ones_like(t), self.sigma(t)
+
+    def marginal_coeffs_derivative(self, t: Tensor) -> Tuple[Tensor, Tensor]:
+        return torch.zeros_like(t), self.sigma(t) * self._log_ratio
+
+    def log_snr(self, t: Tensor) -> Tensor:
+        return -(math.log(self.sigma_min) + t * self._log_ratio)
+
+    def t_from_log_snr(self, lam: Tensor) -> Tensor:
+        return (-lam - math.log(self.sigma_min)) / self._log_ratio
 
     def transition(self, t: Tensor, dt: Tensor | float) -> Tuple[Tensor, Tensor]:
         # v = sigma_t^2 - sigma_s^2 = sigma_t^2 (1 - (sigma_max/sigma_min)^(-2 dt)).
@@ -415,6 +517,85 @@ class VESDE(SDE):
 
     def _repr_args(self) -> Dict[str, object]:
         return {"sigma_min": self.sigma_min, "sigma_max": self.sigma_max, "N": self.N}
+
+
+class RectifiedFlow(SDE):
+    """The linear path of rectified flow / flow matching as an SDE (Liu et al. 2023; Lipman et
+    al. 2023): ``x_t = (1 - t) x_0 + t z``, ``z ~ N(0, I)``.
+
+    Its kernel ``alpha(t) = 1 - t``, ``sigma(t) = t`` fixes the SDE (moment equations of Eq. 5):
+    ``f(t) = d log alpha / dt = -1 / (1 - t)`` and
+    ``g(t)^2 = d sigma^2 / dt - 2 f sigma^2 = 2t + 2t^2 / (1 - t) = 2t / (1 - t)``.
+    The half log-SNR is ``lambda(t) = log((1 - t) / t)``, so ``t(lambda) = sigmoid(-lambda)``.
+    Prior ``N(0, I)``.
+
+    **The end point.** At ``t = 1`` the signal vanishes (``alpha = 0``, ``lambda = -inf``) and
+    ``f``, ``g`` are infinite, so the SDE stops at ``T = 1 - delta`` (default ``delta = 1e-3``):
+    every member is finite on ``[0, T]`` and every sampler starts there from the prior, as it
+    does for VP, whose ``alpha(1) = e^{-5.0} = 6.7e-3`` is a weaker signal than ``delta``. The
+    mismatch between ``p_T = N(delta mean, delta^2 cov + (1 - delta)^2 I)`` and the prior costs
+    about ``delta`` per dimension in the prior term of the likelihood.
+    The probability-flow drift ``f x - g^2 score / 2`` is a difference of two terms of size
+    ``1 / (1 - t)`` whose sum stays bounded (for ``N(0, I)`` data it is ``(2t - 1) x /
+    (t^2 + (1 - t)^2)``); samplers that step in ``t`` with the reverse SDE's drift directly
+    (Euler-Maruyama, torchsde, the adaptive solver) take their first steps where
+    ``|f| dt ~ 1``; their error there decays like ``dt / (1 - t)`` as they move away from ``T``.
+
+    The ``N``-step chain is the exact transition between the times ``t_i = (i + 1) T / N``
+    (step ``i`` goes from ``t_{i-1}`` to ``t_i``, with ``t_{-1} = 0``).
+
+    Args:
+        T: end time ``1 - delta``, in ``(0, 1)``.
+        N: number of discrete steps.
+    """
+
+    def __init__(self, T: float = 0.999, N: int = 1000) -> None:
+        super().__init__(N)
+        if not 0 < T < 1:
+            raise ValueError(f"T must lie in (0, 1) (the path ends at alpha(1) = 0); got T={T}")
+        self.T = float(T)
+
+    @property
+    def prior_std(self) -> float:
+        return 1.0
+
+    def drift_coeff(self, t: Tensor) -> Tensor:
+        return -1 / (1 - t)
+
+    def diffusion(self, t: Tensor) -> Tensor:
+        return (2 * t / (1 - t)).sqrt()
+
+    def marginal_coeffs(self, t: Tensor) -> Tuple[Tensor, Tensor]:
+        return 1 - t, t.clone()
+
+    def marginal_coeffs_derivative(self, t: Tensor) -> Tuple[Tensor, Tensor]:
+        return -torch.ones_like(t), torch.ones_like(t)
+
+    def log_snr(self, t: Tensor) -> Tensor:
+        return torch.log1p(-t) - t.log()
+
+    def t_from_log_snr(self, lam: Tensor) -> Tensor:
+        return torch.sigmoid(-lam)
+
+    def transition(self, t: Tensor, dt: Tensor | float) -> Tuple[Tensor, Tensor]:
+        # From s = t - dt, with u = 1 - t and 1 - s = u + dt (no rounding of s enters):
+        # m = u / (u + dt) and v = t^2 - m^2 s^2 = dt (2 t u + dt (2t - 1)) / (u + dt)^2.
+        dt = _as_tensor(dt, t)
+        u = 1 - t
+        w = u + dt
+        return u / w, dt * (2 * t * u + dt * (2 * t - 1)) / (w * w)
+
+    def discrete_transition(self, t: Tensor) -> Tuple[Tensor, Tensor]:
+        i = self.discrete_index(t)
+        t_i = (i + 1).to(t.dtype) * (self.T / self.N)
+        return self.transition(t_i, self.T / self.N)
+
+    def discrete_marginal_coeffs(self, t: Tensor) -> Tuple[Tensor, Tensor]:
+        i = self.discrete_index(t)
+        return self.marginal_coeffs((i + 1).to(t.dtype) * (self.T / self.N))
+
+    def _repr_args(self) -> Dict[str, object]:
+        return {"T": self.T, "N": self.N}
 
 
 class ReverseSDE:

@@ -46,11 +46,12 @@ from .checkpointing import (
     save_checkpoint,
 )
 from .config import UsageError, apply_overrides, load_config, split_overrides, to_json
-from .losses import classifier_loss_terms, discrete_dsm_loss_terms, dsm_loss_terms, importance_sample_time
+from .losses import (WEIGHTINGS, classifier_loss_terms, discrete_dsm_loss_terms, dsm_loss_terms,
+                     importance_sample_time)
 from .models import ExponentialMovingAverage, get_cond_score_fn, get_log_prob_fn, get_model, get_score_fn
 from .plotting import save_image_grid, scatter_png
 from .sampling import ODE_METHODS, pc_sampler
-from .sde import SDE, SubVPSDE, VESDE, VPSDE
+from .sde import SDE, RectifiedFlow, SubVPSDE, VESDE, VPSDE
 from .types import Tensor
 
 __all__ = ["main", "make_sde", "make_model", "make_optimizer", "make_dataset", "make_sampler", "data_shape",
@@ -60,6 +61,7 @@ SDES: Dict[str, Callable[[ml_collections.ConfigDict], SDE]] = {
     "vpsde": lambda m: VPSDE(beta_min=m.beta_min, beta_max=m.beta_max, N=m.num_scales),
     "subvpsde": lambda m: SubVPSDE(beta_min=m.beta_min, beta_max=m.beta_max, N=m.num_scales),
     "vesde": lambda m: VESDE(sigma_min=m.sigma_min, sigma_max=m.sigma_max, N=m.num_scales),
+    "rectified_flow": lambda m: RectifiedFlow(N=m.num_scales),
 }
 
 
@@ -300,6 +302,9 @@ def main(config: ml_collections.ConfigDict, workdir: str, *, device: Optional[st
     log = (lambda *a: print(*a, flush=True)) if (is_main and not quiet) else (lambda *a: None)
     tc = config.training
     task = objective(config)  # "score" or "classifier"
+    weighting = tc.get("weighting") or ("g2" if tc.likelihood_weighting else "sigma2")
+    if weighting not in WEIGHTINGS:
+        raise UsageError(f"unknown training.weighting {weighting!r}; valid: {', '.join(WEIGHTINGS)}")
     classes = num_classes(config)
     if tc.batch_size % world:
         raise UsageError(f"training.batch_size={tc.batch_size} must be divisible by the {world} processes")
@@ -359,9 +364,8 @@ def main(config: ml_collections.ConfigDict, workdir: str, *, device: Optional[st
         with open(os.path.join(workdir, "config.json"), "w") as f:
             f.write(to_json(config))
 
-    # The loss: continuous DSM (sigma^2 or g^2 weighting) or the discrete DDPM / SMLD loss of
+    # The loss: continuous DSM (training.weighting: sigma2, g2, flow_matching) or the discrete DDPM / SMLD loss of
     # a score model; the cross entropy of a noise-conditional classifier.
-    weighting = "g2" if tc.likelihood_weighting else "sigma2"
     reduce = "mean" if tc.reduce_mean else "sum"
     local = slice(rank * (tc.batch_size // world), (rank + 1) * (tc.batch_size // world))
     if task == "classifier":

@@ -1,5 +1,12 @@
 """get_score_fn: output scalings checked against the exact score of Gaussian data, time labels,
-train / eval semantics and class conditioning."""
+train / eval semantics and class conditioning.
+
+The fake network answers with posterior means computed by Gaussian conditioning (not from the
+score): for ``x = alpha x0 + sigma eps`` with ``x0 ~ N(mu, s0^2 I)``,
+``E[x0 | x] = mu + alpha s0^2 (x - alpha mu) / V`` and ``E[eps | x] = sigma (x - alpha mu) / V``,
+``V = alpha^2 s0^2 + sigma^2``; the v and velocity targets are the same combinations of these
+as of ``x0`` and ``eps``, with ``alpha'``, ``sigma'`` from autograd of ``marginal_coeffs``. The
+adapter must turn each into the exact score (Tweedie's formula)."""
 from __future__ import annotations
 
 import math
@@ -9,11 +16,12 @@ import torch
 from torch import nn
 
 import scoresde
-from scoresde import SubVPSDE, VESDE, VPSDE
+from scoresde import RectifiedFlow, SubVPSDE, VESDE, VPSDE
 from scoresde.models import MLP, PARAMETERIZATIONS, TIME_LABELS, get_cond_score_fn, get_score_fn
 from scoresde.utils import append_dims
 
-SDES = {"vp": VPSDE(0.1, 20.0, 1000), "subvp": SubVPSDE(0.1, 20.0, 1000), "ve": VESDE(0.01, 50.0, 1000)}
+SDES = {"vp": VPSDE(0.1, 20.0, 1000), "subvp": SubVPSDE(0.1, 20.0, 1000), "ve": VESDE(0.01, 50.0, 1000),
+        "rf": RectifiedFlow()}
 MU, S0 = 0.7, 0.3  # x0 ~ N(MU, S0^2 I)
 
 
@@ -42,14 +50,22 @@ class ExactGaussianModel(nn.Module):
         self.sde, self.parameterization, self.time_label = sde, parameterization, time_label
 
     def forward(self, x, label):
-        t = label_to_time(self.sde, label, self.time_label)
-        alpha, sigma = (append_dims(c, x.ndim) for c in self.sde.marginal_coeffs(t))
-        score = exact_score(self.sde, x, t)
+        t = label_to_time(self.sde, label, self.time_label).detach().requires_grad_()
+        alpha, sigma = self.sde.marginal_coeffs(t)
+        d_alpha = torch.autograd.grad((alpha + 0 * t).sum(), t, retain_graph=True)[0]
+        d_sigma = torch.autograd.grad(sigma.sum(), t)[0]
+        a, s, da, ds = (append_dims(c.detach(), x.ndim) for c in (alpha, sigma, d_alpha, d_sigma))
+        V = a**2 * S0**2 + s**2
+        x0 = MU + a * S0**2 * (x - a * MU) / V  # E[x0 | x_t]
+        eps = s * (x - a * MU) / V  # E[eps | x_t]
+        score = exact_score(self.sde, x, t.detach())
         return {
-            "eps": -sigma * score,  # E[eps | x_t]
+            "eps": eps,
             "score": score,
-            "sigma_score": sigma * score,
-            "x0": (x + sigma**2 * score) / alpha,  # E[x0 | x_t] (Tweedie)
+            "sigma_score": s * score,
+            "x0": x0,
+            "v": a * eps - s * x0,
+            "velocity": da * x0 + ds * eps,
         }[self.parameterization]
 
 
@@ -121,8 +137,8 @@ def test_discrete_labels_scale_with_the_chain():
 
 def test_invalid_names_and_missing_conventions():
     sde = SDES["vp"]
-    with pytest.raises(ValueError, match="valid values are: 'eps', 'score', 'sigma_score', 'x0'"):
-        get_score_fn(Recorder(), sde, parameterization="v")
+    with pytest.raises(ValueError, match="valid values are: 'eps', 'score', 'sigma_score', 'x0', 'v', 'velocity'"):
+        get_score_fn(Recorder(), sde, parameterization="v_prediction")
     with pytest.raises(ValueError, match="valid values are: 't', '999t'"):
         get_score_fn(Recorder(), sde, time_label="seconds")
     with pytest.raises(ValueError, match="no `parameterization` attribute"):

@@ -18,7 +18,7 @@ import pytest
 import torch
 from scipy import integrate
 
-from scoresde import SubVPSDE, VESDE, VPSDE, ddpm_loss, dsm_loss, smld_loss, toy
+from scoresde import RectifiedFlow, SubVPSDE, VESDE, VPSDE, ddpm_loss, dsm_loss, get_score_fn, smld_loss, toy
 from scoresde.losses import discrete_dsm_loss, dsm_loss_terms, importance_sample_time
 
 F64 = torch.float64
@@ -231,3 +231,31 @@ def test_bad_input_raises_clear_errors():
         smld_loss(fn, VPSDE(), x0)
     with pytest.raises(ValueError, match="i must be an integer tensor"):
         ddpm_loss(fn, sde, x0, i=torch.zeros(4))
+
+
+@pytest.mark.parametrize("sde_name", ["rf", "vp", "subvp", "ve"])
+def test_flow_matching_weighting_is_the_conditional_flow_matching_loss(sde_name):
+    """With a "velocity" network u(x, t), the flow_matching-weighted DSM term equals
+    ||u - (alpha' x0 + sigma' z)||^2 (for rectified flow: ||u - (z - x0)||^2), exactly."""
+    sde = {"rf": RectifiedFlow(), **SDES}[sde_name]
+    gen = torch.Generator().manual_seed(5)
+    W = torch.randn(4, 4, generator=gen, dtype=F64)
+
+    class Velocity(torch.nn.Module):  # any function of (x, t) will do
+        parameterization, time_label = "velocity", "t"
+
+        def forward(self, x, t):
+            return torch.tanh(x @ W) * (1 + t[:, None])
+
+    model = Velocity()
+    x0 = DATA.sample(64, generator=gen, dtype=F64)
+    t = 1e-3 + (sde.T - 2e-3) * torch.rand(64, generator=gen, dtype=F64)
+    z = torch.randn(x0.shape, generator=gen, dtype=F64)
+    terms = dsm_loss_terms(get_score_fn(model, sde), sde, x0, t, z, weighting="flow_matching")
+    alpha, sigma = sde.marginal_coeffs(t)
+    da, ds = sde.marginal_coeffs_derivative(t)
+    x_t = alpha[:, None] * x0 + sigma[:, None] * z
+    target = da[:, None] * x0 + ds[:, None] * z
+    torch.testing.assert_close(terms, ((model(x_t, t) - target) ** 2).mean(1), rtol=1e-9, atol=1e-12)
+    if sde_name == "rf":
+        torch.testing.assert_close(target, z - x0)

@@ -10,7 +10,7 @@ import math
 import pytest
 import torch
 
-from scoresde import SubVPSDE, VESDE, VPSDE
+from scoresde import SDE, RectifiedFlow, SubVPSDE, VESDE, VPSDE
 from scoresde.utils import append_dims
 
 F64 = torch.float64
@@ -18,6 +18,7 @@ SDES = {
     "vp": lambda: VPSDE(),
     "subvp": lambda: SubVPSDE(),
     "ve": lambda: VESDE(),
+    "rf": lambda: RectifiedFlow(),
 }
 
 
@@ -70,7 +71,7 @@ def test_kernel_solves_the_moment_equations(sde):
 
     (VE's kernel keeps score_sde's sigma(0) = sigma_min, which does not change the derivative.)
     """
-    t = torch.linspace(0.05, 1.0, 9, dtype=F64, requires_grad=True)
+    t = (sde.T * torch.linspace(0.05, 1.0, 9, dtype=F64)).requires_grad_()
     alpha, sigma = sde.marginal_coeffs(t)
     dlog_alpha = torch.autograd.grad((alpha.log() + 0 * t).sum(), t, retain_graph=True)[0]
     dvar = torch.autograd.grad((sigma**2).sum(), t)[0]
@@ -81,14 +82,57 @@ def test_kernel_solves_the_moment_equations(sde):
     torch.testing.assert_close(dvar, 2 * f * sigma.detach() ** 2 + g**2)
 
 
+def test_schedule_layer_members_agree_with_the_kernel(sde):
+    """diffusion = g of sde(); log_snr = log(alpha / sigma); the kernel derivatives match autograd."""
+    t = (sde.T * torch.linspace(0.05, 1.0, 9, dtype=F64)).requires_grad_()
+    alpha, sigma = sde.marginal_coeffs(t)
+    d_alpha = torch.autograd.grad((alpha + 0 * t).sum(), t, retain_graph=True)[0]
+    d_sigma = torch.autograd.grad(sigma.sum(), t)[0]
+    t = t.detach()
+    da, ds = sde.marginal_coeffs_derivative(t)
+    torch.testing.assert_close(da, d_alpha)
+    torch.testing.assert_close(ds, d_sigma)
+    # The base class's generic derivative from f and g agrees with the closed form.
+    torch.testing.assert_close(SDE.marginal_coeffs_derivative(sde, t), (da, ds))
+    _, g = sde.sde(torch.ones(9, 2, dtype=F64), t)
+    assert torch.equal(sde.diffusion(t), g)
+    torch.testing.assert_close(sde.log_snr(t), (alpha / sigma).log().detach())
+    torch.testing.assert_close(sde.log_snr(t), SDE.log_snr(sde, t))
+
+
+def test_t_from_log_snr_inverts_log_snr(sde):
+    """The closed-form inverse, on any shape, equals the base class's float64 bisection."""
+    t = sde.T * torch.tensor([[1e-4, 0.01, 0.1], [0.5, 0.9, 1.0]], dtype=F64)
+    lam = sde.log_snr(t.reshape(-1)).reshape(2, 3)
+    back = sde.t_from_log_snr(lam)
+    assert back.shape == (2, 3) and back.dtype == F64
+    torch.testing.assert_close(back, t, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(SDE.t_from_log_snr(sde, lam), t, rtol=1e-10, atol=1e-12)
+    lam32 = lam.float()
+    back32 = sde.t_from_log_snr(lam32)
+    assert back32.dtype == torch.float32
+    torch.testing.assert_close(back32.double(), t, rtol=1e-4, atol=1e-6)
+    # Strictly decreasing lambda.
+    assert bool((lam.reshape(-1).diff() < 0).all())
+
+
+def test_vp_log_snr_is_stable_at_small_t():
+    """At t = 1e-7 alpha / sigma in float32 loses digits; the closed form keeps them."""
+    sde = VPSDE()
+    t = torch.tensor([1e-7, 1e-5], dtype=torch.float32)
+    ref = -0.5 * torch.log(torch.expm1(sde.integrated_beta(t.double())))
+    torch.testing.assert_close(sde.log_snr(t).double(), ref, rtol=1e-6, atol=0)
+
+
 def test_marginal_prob_matches_monte_carlo_of_the_sde(sde):
-    """Simulate dx = f dt + g dw with Euler-Maruyama (2000 steps) from a fixed x0."""
+    """Simulate dx = f dt + g dw with Euler-Maruyama (2000 steps of T / 2000) from a fixed x0,
+    up to 0.95 T (where rectified flow's drift f = -1/(1 - t) is still resolved by the steps)."""
     M, n_steps = 20_000, 2000
     gen = torch.Generator().manual_seed(0)
     x0 = torch.full((M, 1), 1.5, dtype=F64)
     x = x0.clone()
-    dt = 1.0 / n_steps
-    checkpoints = {500: None, 1000: None, 2000: None}
+    dt = sde.T / n_steps
+    checkpoints = {500: None, 1000: None, 1900: None}
     for k in range(n_steps):
         t = torch.full((M,), k * dt, dtype=F64)
         drift, g = sde.sde(x, t)
@@ -97,6 +141,8 @@ def test_marginal_prob_matches_monte_carlo_of_the_sde(sde):
         )
         if k + 1 in checkpoints:
             checkpoints[k + 1] = x.clone()
+        if k + 1 == max(checkpoints):
+            break
     for k, xk in checkpoints.items():
         t = torch.full((1,), k * dt, dtype=F64)
         mean, std = sde.marginal_prob(x0[:1], t)
@@ -109,7 +155,7 @@ def test_marginal_prob_matches_monte_carlo_of_the_sde(sde):
 
 
 def test_transition_is_consistent_with_the_kernel(sde):
-    t = torch.linspace(0.2, 1.0, 7, dtype=F64)
+    t = sde.T * torch.linspace(0.2, 1.0, 7, dtype=F64)
     dt = torch.full_like(t, 0.13)
     m, v = sde.transition(t, dt)
     a1, s1 = sde.marginal_coeffs(t)
@@ -120,13 +166,13 @@ def test_transition_is_consistent_with_the_kernel(sde):
     # Tiny steps stay accurate in float32 (no cancellation): v ~ (d sigma^2/dt - 2 f sigma^2) dt.
     t32 = t.float()
     m32, v32 = sde.transition(t32, 1e-6)
-    m64, v64 = sde.transition(t, 1e-6)
+    m64, v64 = sde.transition(t32.double(), 1e-6)  # the same (rounded) times
     torch.testing.assert_close(v32.double(), v64, rtol=1e-5, atol=0)
 
 
 def test_exact_steps_compose_to_the_kernel(sde):
     """x_T from x_eps by 10 exact steps has the kernel's mean and variance (any step size)."""
-    grid = torch.linspace(1e-3, 1.0, 11, dtype=F64)
+    grid = torch.linspace(1e-3, sde.T, 11, dtype=F64)
     mean_coef, var = torch.ones(1, dtype=F64), torch.zeros(1, dtype=F64)
     for s, t in zip(grid[:-1], grid[1:]):
         m, v = sde.transition(t.reshape(1), (t - s).reshape(1))
@@ -208,14 +254,14 @@ def test_subvp_discretize_is_euler_maruyama():
 
 
 def test_discretize_with_a_step_size_is_the_exact_transition(sde):
-    t = _t([0.5, 1.0])
+    t = _t([0.5, sde.T])
     x = torch.randn(2, 3, dtype=F64)
     f, G = sde.discretize(x, t, dt=0.5)
     m, v = sde.transition(t, 0.5)
     torch.testing.assert_close(x + f, m[:, None] * x)
     torch.testing.assert_close(G, v.sqrt())
     # Large steps stay valid: the official VP table for 10 steps has beta_9 = 2.0 > 1.
-    m, v = sde.transition(torch.linspace(0.1, 1.0, 10, dtype=F64), 0.1)
+    m, v = sde.transition(sde.T * torch.linspace(0.1, 1.0, 10, dtype=F64), 0.1 * sde.T)
     assert bool(((m > 0) & (m <= 1 + 1e-12) & (v > 0)).all())
 
 

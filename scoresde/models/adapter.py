@@ -9,14 +9,33 @@ models:
   ``999 t`` (VP / sub-VP continuous models), the noise level ``sigma(t)`` (VE continuous
   models), or a position on the SDE's ``N``-step chain for DDPM / SMLD-trained models, whose
   outputs are then scaled with the chain's noise levels rather than the continuous ones;
-* the **parameterization** of the output (:data:`PARAMETERIZATIONS`): noise ``eps``
-  (score ``= -eps / sigma``), the score itself, ``sigma * score`` (score_sde's
-  ``scale_by_sigma``) or the denoised ``x0`` (score ``= (alpha x0 - x) / sigma^2``, Tweedie).
+* the **parameterization** of the output (:data:`PARAMETERIZATIONS`), below.
 
-Both are read from the model's ``parameterization`` and ``time_label`` attributes when not
-given, so ``get_score_fn(model, sde)`` is right for every network of :mod:`scoresde.models`,
+With the kernel ``x = alpha x0 + sigma eps`` (``eps ~ N(0, I)``) and Tweedie's formula
+``score = -E[eps | x] / sigma = (alpha E[x0 | x] - x) / sigma^2``, every output is the posterior
+mean of a linear combination of ``x0`` and ``eps``, and maps to the score as:
+
+| name | the network predicts | score |
+| --- | --- | --- |
+| ``eps`` | ``eps`` (DDPM) | ``-out / sigma`` |
+| ``score`` | ``grad log p_t(x)`` | ``out`` |
+| ``sigma_score`` | ``sigma score`` (score_sde's ``scale_by_sigma``) | ``out / sigma`` |
+| ``x0`` | ``x0``, the denoised data | ``(alpha out - x) / sigma^2`` |
+| ``v`` | ``alpha eps - sigma x0`` (Salimans & Ho 2022) | ``-(sigma x + alpha out) / (sigma D_v)`` |
+| ``velocity`` | ``dx_t/dt = alpha' x0 + sigma' eps`` (flow matching) | ``-(alpha out - alpha' x) / (sigma D_u)`` |
+
+For ``v`` and ``velocity``, ``eps`` is solved from the 2x2 system they form with ``x``; the
+determinants are ``D_v = alpha^2 + sigma^2`` (1 for VP) and
+``D_u = alpha sigma' - alpha' sigma = alpha g^2 / (2 sigma)`` (1 for rectified flow).
+``alpha'``, ``sigma'`` come from :meth:`~scoresde.SDE.marginal_coeffs_derivative`. The
+expected velocity is the probability-flow drift, ``E[dx_t/dt | x] = f x - g^2 score / 2``
+(Eq. 13).
+
+The two conventions are read from the model's ``parameterization`` and ``time_label``
+attributes when not given, so ``get_score_fn(model, sde)`` is right for every network of :mod:`scoresde.models`,
 including the score_sde checkpoints. Only the SDE's generic members are used
-(``marginal_coeffs``, ``discrete_marginal_coeffs``, ``T``, ``N``): no SDE type checks.
+(``marginal_coeffs``, ``marginal_coeffs_derivative``, ``discrete_marginal_coeffs``, ``T``,
+``N``): no SDE type checks.
 """
 from __future__ import annotations
 
@@ -42,30 +61,48 @@ __all__ = [
 CondScoreFn = Callable[[Tensor, Tensor, Optional[Tensor]], Tensor]
 """``cond_score_fn(x, t, y) -> Tensor``; ``y=None`` gives the unconditional score."""
 
-OutputToScore = Callable[[Tensor, Tensor, Tensor, Tensor], Tensor]
+OutputToScore = Callable[[Tensor, Tensor, Tensor, Tensor, SDE, Tensor], Tensor]
 TimeLabel = Callable[[SDE, Tensor], Tuple[Tensor, Tensor, Tensor]]
 
 
 # ---------------------------------------------------------------------------------------------
-# Output parameterizations: (output, x, alpha, sigma) -> score, with alpha, sigma of shape (B,)
-# from the kernel p_0t(x_t | x_0) = N(alpha x_0, sigma^2 I).
-def _from_eps(out: Tensor, x: Tensor, alpha: Tensor, sigma: Tensor) -> Tensor:
+# Output parameterizations: (output, x, alpha, sigma, sde, t) -> score, with alpha, sigma of
+# shape (B,) from the kernel p_0t(x_t | x_0) = N(alpha x_0, sigma^2 I); the table in the module
+# docstring gives each formula.
+def _from_eps(out: Tensor, x: Tensor, alpha: Tensor, sigma: Tensor, sde: SDE, t: Tensor) -> Tensor:
     # x = alpha x0 + sigma eps  =>  score = -eps / sigma.
     return -out / append_dims(sigma, x.ndim)
 
 
-def _from_score(out: Tensor, x: Tensor, alpha: Tensor, sigma: Tensor) -> Tensor:
+def _from_score(out: Tensor, x: Tensor, alpha: Tensor, sigma: Tensor, sde: SDE, t: Tensor) -> Tensor:
     return out
 
 
-def _from_sigma_score(out: Tensor, x: Tensor, alpha: Tensor, sigma: Tensor) -> Tensor:
+def _from_sigma_score(out: Tensor, x: Tensor, alpha: Tensor, sigma: Tensor, sde: SDE,
+                      t: Tensor) -> Tensor:
     # NCSN's output scaling: the network predicts sigma * score (score_sde's scale_by_sigma).
     return out / append_dims(sigma, x.ndim)
 
 
-def _from_x0(out: Tensor, x: Tensor, alpha: Tensor, sigma: Tensor) -> Tensor:
+def _from_x0(out: Tensor, x: Tensor, alpha: Tensor, sigma: Tensor, sde: SDE, t: Tensor) -> Tensor:
     # Tweedie: E[x0 | x] = (x + sigma^2 score) / alpha  =>  score = (alpha x0 - x) / sigma^2.
     return (append_dims(alpha, x.ndim) * out - x) / append_dims(sigma * sigma, x.ndim)
+
+
+def _from_v(out: Tensor, x: Tensor, alpha: Tensor, sigma: Tensor, sde: SDE, t: Tensor) -> Tensor:
+    # x = alpha x0 + sigma eps, v = alpha eps - sigma x0  =>  eps = (sigma x + alpha v) / (alpha^2 + sigma^2).
+    a, s = append_dims(alpha, x.ndim), append_dims(sigma, x.ndim)
+    return -(s * x + a * out) / (s * (a * a + s * s))
+
+
+def _from_velocity(out: Tensor, x: Tensor, alpha: Tensor, sigma: Tensor, sde: SDE,
+                   t: Tensor) -> Tensor:
+    # x = alpha x0 + sigma eps, u = alpha' x0 + sigma' eps  =>
+    # eps = (alpha u - alpha' x) / (alpha sigma' - alpha' sigma).
+    d_alpha, d_sigma = sde.marginal_coeffs_derivative(t)
+    a, s = append_dims(alpha, x.ndim), append_dims(sigma, x.ndim)
+    da, ds = append_dims(d_alpha, x.ndim), append_dims(d_sigma, x.ndim)
+    return -(a * out - da * x) / (s * (a * ds - da * s))
 
 
 #: What a network's output means, by name.
@@ -74,6 +111,8 @@ PARAMETERIZATIONS: Dict[str, OutputToScore] = {
     "score": _from_score,
     "sigma_score": _from_sigma_score,
     "x0": _from_x0,
+    "v": _from_v,
+    "velocity": _from_velocity,
 }
 
 
@@ -174,7 +213,7 @@ def get_cond_score_fn(
         label, alpha, sigma = to_label(sde, t)
         with _mode(model, train):
             out = model(x, label) if y is None else model(x, label, y)
-        return to_score(out, x, alpha, sigma)
+        return to_score(out, x, alpha, sigma, sde, t)
 
     return cond_score_fn
 
@@ -227,8 +266,9 @@ def get_score_fn(
             labels, ``discrete_marginal_coeffs``) scale the output.
         parameterization: meaning of the output, a key of :data:`PARAMETERIZATIONS`:
             ``"eps"`` (noise; score ``= -out / sigma``), ``"score"``, ``"sigma_score"``
-            (score ``= out / sigma``) or ``"x0"`` (score ``= (alpha out - x) / sigma^2``).
-            Default: ``model.parameterization``.
+            (score ``= out / sigma``), ``"x0"`` (score ``= (alpha out - x) / sigma^2``),
+            ``"v"`` (``alpha eps - sigma x0``) or ``"velocity"`` (``dx_t / dt``); the
+            module docstring tabulates the formulas. Default: ``model.parameterization``.
         time_label: the network's time input, a key of :data:`TIME_LABELS`: ``"t"``,
             ``"999t"``, ``"sigma"`` (``sigma(t)``), ``"index"`` (``t (N-1) / T``, DDPM
             chain, unrounded as in score_sde) or ``"reversed_index"``

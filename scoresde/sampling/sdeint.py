@@ -63,8 +63,7 @@ class _ReverseTimeSDE(torch.nn.Module):
         return -drift.reshape(y.shape)
 
     def g(self, s: Tensor, y: Tensor) -> Tensor:
-        _, g = self.forward_sde.sde(y[:, :1], self._t(s, y))
-        return append_dims(g, 2).expand_as(y)
+        return append_dims(self.forward_sde.diffusion(self._t(s, y)), 2).expand_as(y)
 
 
 def brownian_interval(
