@@ -119,18 +119,18 @@ class SDE(abc.ABC):
         alpha, sigma = self.marginal_coeffs(t)
         return alpha.log() - sigma.log()
 
-    def t_from_log_snr(self, lam: Tensor, iters: int = 100) -> Tensor:
+    def t_from_log_snr(self, lam: Tensor) -> Tensor:
         """Inverse of :meth:`log_snr`: the time ``t`` with ``lambda(t) = lam``, any shape.
 
         Closed forms (VP, sub-VP, VE, rectified flow) hold for every ``lam``, giving times
         outside ``[0, T]`` for ``lam`` outside ``[lambda(T), lambda(0)]``. This generic
-        fallback bisects in float64 on ``[0, T]`` (``iters`` halvings; ``lambda`` decreases,
-        so each step keeps the half holding the root) and clamps to ``[0, T]``.
+        fallback bisects in float64 on ``[0, T]`` (100 halvings, to the last bit; ``lambda``
+        decreases, so each step keeps the half holding the root) and clamps to ``[0, T]``.
         """
         target = lam.to(torch.float64)
         lo = torch.zeros_like(target)
         hi = torch.full_like(target, float(self.T))
-        for _ in range(iters):
+        for _ in range(100):
             mid = 0.5 * (lo + hi)
             later = self.log_snr(mid.reshape(-1)).reshape(mid.shape) > target
             lo = torch.where(later, mid, lo)

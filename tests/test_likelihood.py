@@ -11,10 +11,10 @@ import math
 import pytest
 import torch
 
-from scoresde import SubVPSDE, VESDE, VPSDE, bits_per_dim, decode, encode, likelihood, log_likelihood, toy
+from scoresde import RectifiedFlow, SubVPSDE, VESDE, VPSDE, bits_per_dim, decode, encode, likelihood, log_likelihood, toy
 
 F64 = torch.float64
-SDES = {"vp": VPSDE(), "subvp": SubVPSDE(), "ve": VESDE()}
+SDES = {"vp": VPSDE(), "subvp": SubVPSDE(), "ve": VESDE(), "rf": RectifiedFlow()}
 TOL = dict(rtol=1e-7, atol=1e-7)
 
 
@@ -28,7 +28,7 @@ def test_exact_divergence_matches_the_flow_density(sde_name):
     torch.testing.assert_close(res.logp, ref, rtol=0, atol=1e-4)
     torch.testing.assert_close(res.prior_logp + res.delta_logp, res.logp)
     torch.testing.assert_close(res.z, data.flow(x, sde, torch.full((16,), 1e-5, dtype=F64),
-                                                  torch.ones(16, dtype=F64)), rtol=1e-5, atol=1e-5 * sde.prior_std)
+                                                  torch.full((16,), sde.T, dtype=F64)), rtol=1e-5, atol=1e-5 * sde.prior_std)
     assert res.n_vjp == 4 and res.nfe > 0
     scipy_res = likelihood(data.score_fn(sde), sde, x, exact=True, solver="scipy_rk45", **TOL)
     torch.testing.assert_close(scipy_res.logp, ref, rtol=0, atol=1e-4)
@@ -86,7 +86,7 @@ def _expected_bpd(images, sde, mu, s, data_range, eps=1e-5):
     lo, hi = data_range
     D = images[0].numel()
     a0, s0 = (v.item() for v in sde.marginal_coeffs(torch.tensor([eps], dtype=F64)))
-    a1, s1 = (v.item() for v in sde.marginal_coeffs(torch.tensor([1.0], dtype=F64)))
+    a1, s1 = (v.item() for v in sde.marginal_coeffs(torch.tensor([sde.T], dtype=F64)))
     r = math.sqrt((a1**2 * s**2 + s1**2) / (a0**2 * s**2 + s0**2))
     P = sde.prior_std
     w = (hi - lo) / 256
