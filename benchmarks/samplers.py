@@ -135,7 +135,7 @@ def sampler_table(quick: bool) -> List[Tuple[str, str, Callable]]:
     for method in ("euler", "milstein", "srk", "reversible_heun"):
         rows.append((f"torchsde {method}", "steps",
                      lambda f, s, shp, n, g, m=method: sdeint_sampler(f, s, shp, method=m, steps=n, generator=g)))
-    # The fast samplers (scoresde.sampling.fast) at a total NFE budget n (denoising included).
+    # The fast samplers at a total NFE budget n (denoising included).
     def dpm(**kw):
         return lambda f, s, shp, n, g: dpm_solver_sampler(f, s, shp, steps=n - 1, generator=g, **kw)
 

@@ -43,7 +43,7 @@ from typing import Callable, Optional, Union
 import torch
 
 from .models.adapter import CondScoreFn
-from .sampling import sample
+from .sampling import SAMPLERS, sample
 from .sampling._common import noise_like
 from .sde import SDE
 from .types import Constraint, ScoreFn, Tensor
@@ -68,8 +68,9 @@ noise-conditional classifier."""
 
 Labels = Union[int, Tensor]
 
-#: ODE solvers with the ``constraint`` hook, for ``inpaint(..., pc=False, method=...)``.
-INPAINT_ODE_METHODS = ("euler", "heun", "ddim")
+#: ODE solvers with the ``constraint`` hook (from :data:`scoresde.sampling.SAMPLERS`), for
+#: ``inpaint(..., pc=False, method=...)``.
+INPAINT_ODE_METHODS = tuple(name for name, spec in SAMPLERS.items() if spec.ode and spec.constraint)
 
 
 def _labels(y: Labels, x: Tensor) -> Tensor:

@@ -1,4 +1,4 @@
-"""The fast samplers (scoresde.sampling.fast) driven by exact scores.
+"""The fast samplers (DPM-Solver, UniPC, EDM, DEIS, iPNDM, adaptive SDE) driven by exact scores.
 
 Tolerances as in test_sampling.py: mode occupancy of the 8-mode ring within 5 binomial
 standard errors, sqrt(p (1 - p) / n) with p = 1/8; variances within 5 standard errors of a
@@ -33,7 +33,10 @@ from scoresde.sampling import (
     time_quadratic_grid,
     vp_quadratic_grid,
 )
-from scoresde.sampling.fast import _BrownianMemory, _difference_weights, _phi, singlestep_orders
+from scoresde.sampling.adaptive_sde import _BrownianMemory
+from scoresde.sampling.dpm_solver import singlestep_orders
+from scoresde.sampling.unipc import _difference_weights
+from scoresde.sampling.unipc import phi as _phi
 
 F64 = torch.float64
 SDES = {"vp": VPSDE(), "subvp": SubVPSDE(), "ve": VESDE()}

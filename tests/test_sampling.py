@@ -153,8 +153,14 @@ def test_ddpm_algorithm_2_equals_the_ancestral_predictor():
 
 
 def test_ddim_with_eta_1_is_the_ancestral_sampler():
+    """With a model of the N-step chain (its score depends on t through the chain's index
+    only), DDIM with eta = 1 on the chain's table is the ancestral sampler."""
     sde = VESDE(N=200)  # VE's ancestral step uses the posterior variance, as DDIM with eta = 1
-    score_fn = GAUSS.score_fn(sde)
+
+    def score_fn(x, t):
+        # The chain's time i / (N - 1) of index i = floor(t (N - 1)); DDIM evaluates at the
+        # continuous time with the table's sigma, which is that time up to rounding.
+        return GAUSS.score(x, torch.floor(t * (sde.N - 1) + 1e-6) / (sde.N - 1), sde)
     a, nfe_a = pc_sampler(score_fn, sde, (8, 64), predictor="ancestral", corrector=None,
                           generator=torch.Generator().manual_seed(6), dtype=F64)
     b, nfe_b = ddim_sampler(score_fn, sde, (8, 64), eta=1.0, generator=torch.Generator().manual_seed(6),

@@ -1,7 +1,8 @@
-"""Pieces shared by the samplers: argument checks, devices, noise and a score counter."""
+"""Pieces shared by the samplers: argument checks, devices, noise, a score counter, the
+set-up and finishing steps, and the per-step report (progress bar and ``callback``)."""
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Tuple
 
 import torch
 
@@ -9,16 +10,32 @@ from ..sde import SDE
 from ..types import Device, ScoreFn, Shape, Tensor
 
 
+#: ``callback(i, t, x, x0_hat)`` after step ``i`` (from 0): the time ``t`` reached, the state
+#: ``x`` ``(B, *D)`` there and Tweedie's estimate ``x0_hat = (x' + sigma^2 score) / alpha`` of the
+#: clean data from the sampler's latest score evaluation (at ``x'``, time ``t'``).
+StepCallback = Callable[[int, float, Tensor, Tensor], None]
+
+
 class CountingScore:
-    """Wraps a score function and counts its evaluations (the NFE)."""
+    """Wraps a score function, counts its evaluations (the NFE) and keeps the latest one."""
 
     def __init__(self, score_fn: ScoreFn) -> None:
         self.score_fn = score_fn
         self.nfe = 0
+        self.last: Optional[Tuple[Tensor, Tensor, Tensor]] = None
 
     def __call__(self, x: Tensor, t: Tensor) -> Tensor:
         self.nfe += 1
-        return self.score_fn(x, t)
+        score = self.score_fn(x, t)
+        self.last = (x, t, score)
+        return score
+
+    def x0_hat(self, sde: SDE) -> Tensor:
+        """Tweedie's estimate ``(x + sigma_t^2 score) / alpha_t`` at the latest evaluation."""
+        x, t, score = self.last
+        alpha, sigma = sde.marginal_coeffs(t)
+        shape = (-1,) + (1,) * (x.ndim - 1)
+        return (x + sigma.reshape(shape) ** 2 * score) / alpha.reshape(shape)
 
 
 class SampleGenerators:
@@ -103,6 +120,82 @@ def check_sampler_args(
     return shape, steps
 
 
+class StepReport:
+    """The end of each sampler step: the progress bar and the user's ``callback``."""
+
+    def __init__(self, counted: CountingScore, sde: SDE, total: Optional[int], progress: bool, desc: str,
+                 callback: Optional[StepCallback]) -> None:
+        self.counted, self.sde, self.callback = counted, sde, callback
+        self.bar = progress_bar(total, progress, desc)
+
+    def __call__(self, i: int, t: float, x: Tensor) -> None:
+        self.bar.update()
+        self.bar.set_postfix(t=f"{t:.4f}", nfe=self.counted.nfe)
+        if self.callback is not None:
+            self.callback(i, t, x, self.counted.x0_hat(self.sde))
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def denoise_step(score_fn: ScoreFn, sde: SDE, x: Tensor, eps: float) -> Tensor:
+    """Noise-free step from ``t = eps`` to ``0``: the posterior mean ``(x + v s) / m``."""
+    t = full_time(eps, x)
+    x_mean, _ = sde.ancestral_step(x, t, score_fn(x, t), dt=eps)
+    return x_mean
+
+
+def finish(counted: CountingScore, sde: SDE, x: Tensor, eps: float, denoise: bool) -> Tuple[Tensor, int]:
+    """The shared end of the samplers that stop at ``eps``: :func:`denoise_step` if asked
+    (one NFE); returns the samples and the NFE."""
+    if denoise:
+        x = denoise_step(counted, sde, x, eps)
+    return x, counted.nfe
+
+
+def check_timesteps(sde: SDE, timesteps, steps: Optional[int]) -> List[float]:
+    """A user's time grid as host floats: strictly decreasing, in ``(0, T]``, at least two
+    times, and ``len(timesteps) - 1 == steps`` if ``steps`` is given (``steps`` here counts
+    intervals)."""
+    grid = [float(t) for t in (timesteps.tolist() if isinstance(timesteps, torch.Tensor) else timesteps)]
+    if len(grid) < 2 or any(not b < a for a, b in zip(grid, grid[1:])) or not 0 < grid[-1] or grid[0] > sde.T:
+        raise ValueError(f"timesteps must be at least two strictly decreasing times in (0, T] = (0, {sde.T}]; "
+                         f"got {grid}")
+    if steps is not None and steps != len(grid) - 1:
+        raise ValueError(f"steps disagrees with the {len(grid)} timesteps: pass only one of them")
+    return grid
+
+
+def start(
+    score_fn: ScoreFn,
+    sde: SDE,
+    shape: Shape,
+    steps: Optional[int],
+    eps: float,
+    x_T: Optional[Tensor],
+    generator: Optional[torch.Generator],
+    device: Device,
+    dtype: Optional[torch.dtype],
+    *,
+    timesteps=None,
+    default_steps: Optional[int] = None,
+    grid_points: int = 1,
+) -> Tuple[CountingScore, Tensor, int, float, Optional[List[float]]]:
+    """The shared set-up of a sampler: checks the arguments, wraps the score in a counter and
+    draws (or copies) ``x_T``. ``timesteps``, if given, is the sampler's whole time grid of
+    ``steps + grid_points`` times (``steps`` and ``eps`` then follow from it). Returns the
+    counter, the state, ``steps``, ``eps`` and the grid (``None`` without ``timesteps``)."""
+    grid = None
+    if timesteps is not None:
+        grid = check_timesteps(sde, timesteps, None if steps is None else steps + grid_points - 1)
+        steps, eps = len(grid) - grid_points, grid[-1]
+    elif steps is None:
+        steps = default_steps
+    shape, steps = check_sampler_args(sde, shape, steps, eps, x_T)
+    counted = CountingScore(score_fn)
+    return counted, init_state(sde, shape, x_T, generator, device, dtype), steps, eps, grid
+
+
 def progress_bar(total: Optional[int], enabled: bool, desc: str):
     """A tqdm bar (or a no-op stand-in when disabled)."""
     if not enabled:
@@ -121,11 +214,3 @@ class _NoBar:
 
     def close(self) -> None:
         pass
-
-
-def flat_batch(x: Tensor) -> Tensor:
-    return x.reshape(x.shape[0], -1)
-
-
-def restore(x: Tensor, shape: Sequence[int]) -> Tensor:
-    return x.reshape(tuple(shape))

@@ -3,7 +3,7 @@ loops never read a device tensor to decide what to do next."""
 from __future__ import annotations
 
 import math
-from typing import List, Sequence, Tuple
+from typing import Callable, Dict, List, Sequence, Tuple
 
 import torch
 
@@ -24,35 +24,24 @@ def step_pairs(grid: List[float], t_end: float = 0.0) -> List[Tuple[float, float
 
 
 # ----------------------------------------------------------------------------------------------
-# Grids of the fast samplers (scoresde.sampling.fast). Each SDE enters only through its kernel
-# coefficients ``marginal_coeffs(t) = (alpha_t, sigma_t)``, evaluated here in float64 on the host.
+# Grids of the fast samplers. Each SDE enters only through its half log-SNR ``sde.log_snr`` and
+# its inverse ``sde.t_from_log_snr`` (closed forms for every SDE of scoresde.sde), evaluated
+# here in float64 on the host.
 def log_snr(sde: SDE, t: Sequence[float]) -> List[float]:
     """Half log-SNR ``lambda(t) = log(alpha_t / sigma_t)`` (Lu et al. 2022, Sec. 3.1), in float64.
 
     It is ``-log sigma_edm(t)`` with Karras et al.'s (2022) noise level ``sigma_t / alpha_t``.
     """
-    alpha, sigma = sde.marginal_coeffs(torch.as_tensor(list(t), dtype=torch.float64))
-    return (alpha.log() - sigma.log()).tolist()
+    return sde.log_snr(torch.as_tensor(list(t), dtype=torch.float64)).tolist()
 
 
-def time_from_log_snr(sde: SDE, lam: Sequence[float], iters: int = 100) -> List[float]:
-    """Inverse of :func:`log_snr` on ``[0, T]``: the times ``t`` with ``lambda(t) = lam``.
-
-    ``lambda`` is strictly decreasing for every diffusion (the signal ``alpha`` falls while the
-    noise ``sigma`` grows), so vectorized bisection in float64 finds each ``t`` to the last bit,
-    whatever the SDE, from its ``marginal_coeffs`` alone. Values beyond ``lambda(T)`` or
-    ``lambda(0)`` give ``T`` or ``0``.
-    """
-    target = torch.as_tensor(list(lam), dtype=torch.float64)
-    lo = torch.zeros_like(target)
-    hi = torch.full_like(target, float(sde.T))
-    for _ in range(iters):
-        mid = 0.5 * (lo + hi)
-        alpha, sigma = sde.marginal_coeffs(mid)
-        later = alpha.log() - sigma.log() > target  # lambda(mid) too large: t lies above mid
-        lo = torch.where(later, mid, lo)
-        hi = torch.where(later, hi, mid)
-    return (0.5 * (lo + hi)).tolist()
+def time_from_log_snr(sde: SDE, lam: Sequence[float]) -> List[float]:
+    """Inverse of :func:`log_snr` on ``[0, T]``: the times ``t`` with ``lambda(t) = lam``, from
+    the SDE's closed form :meth:`~scoresde.SDE.t_from_log_snr` (``lambda`` is strictly
+    decreasing for every diffusion). Values beyond ``lambda(T)`` or ``lambda(0)`` give ``T``
+    or ``0``."""
+    t = sde.t_from_log_snr(torch.as_tensor(list(lam), dtype=torch.float64))
+    return t.clamp(0.0, float(sde.T)).tolist()
 
 
 def _check_decreasing(grid: List[float], what: str) -> List[float]:
@@ -108,17 +97,6 @@ REFERENCE_VP_BETAS = (0.1, 20.0)
 _REFERENCE_VP = VPSDE(*REFERENCE_VP_BETAS)
 
 
-def _reference_vp_time(lam: float) -> float:
-    """The time ``tau`` of the reference VP SDE with ``lambda(tau) = lam``, in closed form:
-    ``-2 log alpha = log(1 + e^(-2 lambda)) = beta_0 tau + (beta_1 - beta_0) tau^2 / 2`` (Song et
-    al. 2021, App. B) is a quadratic in ``tau``. Unlike :func:`time_from_log_snr`, whose
-    bisection stops at ``T``, it also gives the ``tau > 1`` of a VE SDE with
-    ``sigma_max > e^5``."""
-    b0, b1 = REFERENCE_VP_BETAS
-    c = math.log1p(math.exp(-2.0 * lam))  # -2 log alpha
-    return 2.0 * c / (b0 + math.sqrt(b0 * b0 + 2.0 * (b1 - b0) * c))
-
-
 def vp_quadratic_grid(sde: SDE, eps: float, n: int) -> List[float]:
     """DDIM's time-quadratic spacing of the reference VP SDE, carried to ``sde`` through ``lambda``.
 
@@ -136,7 +114,33 @@ def vp_quadratic_grid(sde: SDE, eps: float, n: int) -> List[float]:
     if n == 1:
         return [float(sde.T)]
     lam_T, lam_eps = log_snr(sde, [sde.T, eps])
-    a, b = math.sqrt(_reference_vp_time(lam_T)), math.sqrt(_reference_vp_time(lam_eps))
+    # The reference VP's times of lambda(T) and lambda(eps), unclamped: a VE SDE with
+    # sigma_max > e^5 reaches beyond the reference's T = 1.
+    tau_T, tau_eps = _REFERENCE_VP.t_from_log_snr(torch.tensor([lam_T, lam_eps], dtype=torch.float64)).tolist()
+    a, b = math.sqrt(tau_T), math.sqrt(tau_eps)
     lam = log_snr(_REFERENCE_VP, [(a + (b - a) * i / (n - 1)) ** 2 for i in range(1, n - 1)])
     grid = [float(sde.T)] + time_from_log_snr(sde, lam) + [float(eps)]
     return _check_decreasing(grid, "VP time-quadratic")
+
+
+#: Time grids of the fast samplers by ``skip_type``: ``grid(sde, eps, n) -> n times from T to eps``.
+SKIP_TYPES: Dict[str, Callable[[SDE, float, int], List[float]]] = {
+    "logSNR": log_snr_grid,
+    "time_uniform": lambda sde, eps, n: uniform_grid(sde.T, eps, n),
+    "time_quadratic": lambda sde, eps, n: time_quadratic_grid(sde.T, eps, n),
+    "edm_rho": lambda sde, eps, n: edm_rho_grid(sde, eps, n),
+    "vp_quadratic": vp_quadratic_grid,
+}
+
+
+class Schedule:
+    """``alpha``, ``sigma`` and ``lambda = log(alpha / sigma)`` at host times, in float64
+    (Python lists indexed like ``t``)."""
+
+    def __init__(self, sde: SDE, times: Sequence[float]) -> None:
+        self.t = [float(t) for t in times]
+        t = torch.as_tensor(self.t, dtype=torch.float64)
+        alpha, sigma = sde.marginal_coeffs(t)
+        self.alpha = alpha.tolist()
+        self.sigma = sigma.tolist()
+        self.lam = sde.log_snr(t).tolist()

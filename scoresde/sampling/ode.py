@@ -10,34 +10,37 @@ evaluation, counted in the NFE (the official code leaves it out).
 Solvers:
 
 * ``rk45``: adaptive Dormand-Prince 5(4) on the data's device (:mod:`scoresde.integrate`),
-  with scipy's step control and the error norm (RMS) over the whole batch as in score_sde.
+  with scipy's step control and the error norm of the worst sample (RMS over each sample's
+  dimensions, maximum over the batch), so that every sample meets the tolerance whatever else
+  is in the batch (score_sde's RMS over the whole batch lets a few hard samples go).
 * ``scipy_rk45``: the reference, ``scipy.integrate.solve_ivp(method="RK45")`` on the host
   in float64, as in the official code.
 * ``euler`` (1 NFE / step) and ``heun`` (2 NFE / step; Karras et al. 2022, Alg. 1 without churn)
-  on ``linspace(T, eps, steps + 1)``.
+  on ``linspace(T, eps, steps + 1)`` or a given grid ``timesteps``.
 * ``ddim``: DDIM (Song, Meng & Ermon 2021, Eq. 12), the discrete counterpart of the ODE, on the
   SDE's ``N``-step chain by default, with ``eta`` for stochastic variants (``eta = 1`` is the
   ancestral sampler with the posterior variance).
 """
 from __future__ import annotations
 
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 
 from ..integrate import dopri5, solve_ivp_host
 from ..sde import SDE
 from ..types import Constraint, ScoreFn, Shape, Tensor
-from ..utils import append_dims
 from ._common import (
     CountingScore,
-    check_sampler_args,
+    StepCallback,
+    StepReport,
+    denoise_step,
+    finish,
     full_time,
-    init_state,
     noise_like,
-    progress_bar,
+    start,
 )
-from .grids import step_pairs, uniform_grid
+from .grids import Schedule, time_from_log_snr, uniform_grid
 
 __all__ = [
     "ODE_METHODS",
@@ -59,13 +62,6 @@ def probability_flow_drift(score_fn: ScoreFn, sde: SDE) -> Callable[[Tensor, Ten
     return lambda x, t: reverse.sde(x, t)[0]
 
 
-def denoise_step(score_fn: ScoreFn, sde: SDE, x: Tensor, eps: float) -> Tensor:
-    """Noise-free step from ``t = eps`` to ``0``: the posterior mean ``(x + v s) / m``."""
-    t = full_time(eps, x)
-    x_mean, _ = sde.ancestral_step(x, t, score_fn(x, t), dt=eps)
-    return x_mean
-
-
 @torch.no_grad()
 def encode(
     score_fn: ScoreFn,
@@ -81,7 +77,8 @@ def encode(
     ``rk45_sampler(..., x_T=z, denoise=False)``. Returns ``z`` and the NFE."""
     counted = CountingScore(score_fn)
     drift = probability_flow_drift(counted, sde)
-    z, _ = dopri5(lambda t, y: drift(y, full_time(t, y)), x, eps, sde.T, rtol=rtol, atol=atol)
+    z, _ = dopri5(lambda t, y: drift(y, full_time(t, y)), x, eps, sde.T, rtol=rtol, atol=atol,
+                  per_sample=True)
     return z, counted.nfe
 
 
@@ -100,12 +97,6 @@ def decode(
     return rk45_sampler(score_fn, sde, z.shape, x_T=z, rtol=rtol, atol=atol, eps=eps, denoise=False)
 
 
-def _finish(counted: CountingScore, sde: SDE, x: Tensor, eps: float, denoise: bool) -> Tuple[Tensor, int]:
-    if denoise:
-        x = denoise_step(counted, sde, x, eps)
-    return x, counted.nfe
-
-
 @torch.no_grad()
 def rk45_sampler(
     score_fn: ScoreFn,
@@ -121,23 +112,26 @@ def rk45_sampler(
     device=None,
     dtype: Optional[torch.dtype] = None,
     progress: bool = False,
+    callback: Optional[StepCallback] = None,
 ) -> Tuple[Tensor, int]:
     """Adaptive Dormand-Prince 5(4) on the samples' device (:func:`scoresde.integrate.dopri5`,
-    scipy's RK45 controls). Returns samples and NFE."""
-    shape, _ = check_sampler_args(sde, shape, 1, eps, x_T)
-    counted = CountingScore(score_fn)
+    scipy's RK45 controls). The error norm is each sample's RMS, the largest over the batch,
+    so each sample's accuracy does not depend on the rest of the batch. ``callback(i, t, x,
+    x0_hat)`` is called after each accepted step. Returns samples and NFE."""
+    counted, x, _, eps, _ = start(score_fn, sde, shape, 1, eps, x_T, generator, device, dtype)
     drift = probability_flow_drift(counted, sde)
-    x = init_state(sde, shape, x_T, generator, device, dtype)
-    bar = progress_bar(None, progress, "ODE (rk45)")
+    report = StepReport(counted, sde, None, progress, "ODE (rk45)", callback)
+    accepted = [0]
 
     def on_step(t: float, nfe: int) -> None:
-        bar.update()
-        bar.set_postfix(t=f"{t:.4f}", nfe=nfe)
+        # The last evaluation (Dormand-Prince's FSAL stage) is at the accepted state.
+        report(accepted[0], t, counted.last[0])
+        accepted[0] += 1
 
     x, _ = dopri5(lambda t, y: drift(y, full_time(t, y)), x, sde.T, eps, rtol=rtol, atol=atol,
-                  callback=on_step)
-    bar.close()
-    return _finish(counted, sde, x, eps, denoise)
+                  callback=on_step, per_sample=True)
+    report.close()
+    return finish(counted, sde, x, eps, denoise)
 
 
 @torch.no_grad()
@@ -156,46 +150,45 @@ def scipy_rk45_sampler(
     dtype: Optional[torch.dtype] = None,
     progress: bool = False,
     solver: str = "RK45",
+    callback: Optional[StepCallback] = None,
 ) -> Tuple[Tensor, int]:
     """Reference solver: ``scipy.integrate.solve_ivp`` on the flattened batch in float64 on
-    the host (the state is copied to the host at every evaluation). Returns samples and NFE."""
-    shape, _ = check_sampler_args(sde, shape, 1, eps, x_T)
-    counted = CountingScore(score_fn)
+    the host (the state is copied to the host at every evaluation). ``callback(i, t, x,
+    x0_hat)`` is called at each evaluation (scipy's steps are internal; ``t`` is not monotone
+    across rejected steps). Returns samples and NFE."""
+    counted, x, _, eps, _ = start(score_fn, sde, shape, 1, eps, x_T, generator, device, dtype)
     drift = probability_flow_drift(counted, sde)
-    x = init_state(sde, shape, x_T, generator, device, dtype)
-    bar = progress_bar(None, progress, "ODE (scipy)")
+    report = StepReport(counted, sde, None, progress, "ODE (scipy)", callback)
 
     def func(t: float, y: Tensor) -> Tensor:
-        bar.update()
-        bar.set_postfix(t=f"{t:.4f}", nfe=counted.nfe + 1)
-        return drift(y, full_time(t, y))
+        d = drift(y, full_time(t, y))
+        report(counted.nfe - 1, t, y)
+        return d
 
     x = solve_ivp_host(func, x, sde.T, eps, rtol=rtol, atol=atol, method=solver)
-    bar.close()
-    return _finish(counted, sde, x, eps, denoise)
+    report.close()
+    return finish(counted, sde, x, eps, denoise)
 
 
 def _fixed_step_ode(
     step: Callable, name: str, score_fn: ScoreFn, sde: SDE, shape: Shape, steps: Optional[int],
     eps: float, denoise: bool, x_T, generator, device, dtype, progress: bool,
-    constraint: Optional[Constraint] = None,
+    constraint: Optional[Constraint], timesteps, callback: Optional[StepCallback],
 ) -> Tuple[Tensor, int]:
-    shape, steps = check_sampler_args(sde, shape, steps, eps, x_T)
-    counted = CountingScore(score_fn)
+    counted, x, steps, eps, grid = start(score_fn, sde, shape, steps, eps, x_T, generator, device, dtype,
+                                         timesteps=timesteps)
     drift = probability_flow_drift(counted, sde)
-    x = init_state(sde, shape, x_T, generator, device, dtype)
+    grid = grid or uniform_grid(sde.T, eps, steps + 1)
     if constraint is not None:
-        x = constraint(x, full_time(sde.T, x))
-    grid = uniform_grid(sde.T, eps, steps + 1)
-    bar = progress_bar(steps, progress, f"ODE ({name})")
-    for t_cur, t_next in zip(grid[:-1], grid[1:]):
+        x = constraint(x, full_time(grid[0], x))
+    report = StepReport(counted, sde, steps, progress, f"ODE ({name})", callback)
+    for i, (t_cur, t_next) in enumerate(zip(grid[:-1], grid[1:])):
         x = step(drift, x, t_cur, t_next)
         if constraint is not None:
             x = constraint(x, full_time(t_next, x))
-        bar.update()
-        bar.set_postfix(t=f"{t_next:.4f}", nfe=counted.nfe)
-    bar.close()
-    x, nfe = _finish(counted, sde, x, eps, denoise)
+        report(i, t_next, x)
+    report.close()
+    x, nfe = finish(counted, sde, x, eps, denoise)
     if constraint is not None and denoise:
         x = constraint(x, full_time(0.0, x))
     return x, nfe
@@ -220,14 +213,16 @@ def euler_sampler(
     score_fn: ScoreFn, sde: SDE, shape: Shape, *, steps: Optional[int] = None, eps: float = 1e-3,
     denoise: bool = True, x_T: Optional[Tensor] = None, generator: Optional[torch.Generator] = None,
     device=None, dtype: Optional[torch.dtype] = None, progress: bool = False,
-    constraint: Optional[Constraint] = None,
+    constraint: Optional[Constraint] = None, timesteps=None, callback: Optional[StepCallback] = None,
 ) -> Tuple[Tensor, int]:
     """Euler's method on the probability-flow ODE, ``steps`` steps (NFE = steps + denoise).
 
     ``constraint(x, t) -> x``, if given, is applied to the initial state, after every step and
-    to the denoised output (see :func:`scoresde.sampling.pc_sampler`)."""
+    to the denoised output (see :func:`scoresde.sampling.pc_sampler`). ``timesteps``: the grid
+    itself (``steps + 1`` decreasing times) instead of ``steps`` and ``eps``; ``callback(i, t,
+    x, x0_hat)`` after each step."""
     return _fixed_step_ode(_euler_step, "euler", score_fn, sde, shape, steps, eps, denoise,
-                           x_T, generator, device, dtype, progress, constraint)
+                           x_T, generator, device, dtype, progress, constraint, timesteps, callback)
 
 
 @torch.no_grad()
@@ -235,14 +230,15 @@ def heun_sampler(
     score_fn: ScoreFn, sde: SDE, shape: Shape, *, steps: Optional[int] = None, eps: float = 1e-3,
     denoise: bool = True, x_T: Optional[Tensor] = None, generator: Optional[torch.Generator] = None,
     device=None, dtype: Optional[torch.dtype] = None, progress: bool = False,
-    constraint: Optional[Constraint] = None,
+    constraint: Optional[Constraint] = None, timesteps=None, callback: Optional[StepCallback] = None,
 ) -> Tuple[Tensor, int]:
     """Heun's method (explicit trapezoidal rule), ``steps`` steps (NFE = 2 steps + denoise).
 
     ``constraint(x, t) -> x``, if given, is applied to the initial state, after every step (not
-    to the intermediate Euler point) and to the denoised output."""
+    to the intermediate Euler point) and to the denoised output. ``timesteps``, ``callback``: as
+    in :func:`euler_sampler`."""
     return _fixed_step_ode(_heun_step, "heun", score_fn, sde, shape, steps, eps, denoise,
-                           x_T, generator, device, dtype, progress, constraint)
+                           x_T, generator, device, dtype, progress, constraint, timesteps, callback)
 
 
 @torch.no_grad()
@@ -262,6 +258,8 @@ def ddim_sampler(
     dtype: Optional[torch.dtype] = None,
     progress: bool = False,
     constraint: Optional[Constraint] = None,
+    timesteps=None,
+    callback: Optional[StepCallback] = None,
 ) -> Tuple[Tensor, int]:
     """DDIM (Song, Meng & Ermon 2021, Eq. 12) in the ``(alpha, sigma)`` form of any SDE.
 
@@ -272,46 +270,58 @@ def ddim_sampler(
 
     Args:
         discrete: take ``(alpha, sigma)`` from the SDE's ``N``-step chain at index
-            ``floor(t (N - 1))`` (DDPM's ``bar alpha`` table for VP, the DDIM setting), or from
-            the continuous kernel (``False``).
+            ``floor(t (N - 1))`` (DDPM's ``bar alpha`` table for VP, the DDIM setting) and
+            evaluate the score at the time of the continuous kernel with the same log-SNR
+            ``log(alpha / sigma)``, so that coefficients and score describe the same marginal;
+            or use the continuous kernel at ``t`` (``False``).
         eta: 0 for the deterministic sampler, 1 for the ancestral sampler's posterior variance.
         denoise: unused: the last DDIM step already lands noise-free on ``x0``.
         constraint: ``constraint(x, t) -> x`` applied to the initial state and after every
             step, at the time reached (``t = 0`` after the last one).
+        timesteps: the ``steps`` decreasing times of the score evaluations, instead of
+            ``steps`` and ``eps``.
+        callback: ``callback(i, t, x, x0_hat)`` after each step.
     Returns:
         samples and NFE (= ``steps``).
     """
     if not eta >= 0:
         raise ValueError(f"eta must be >= 0; got {eta}")
-    shape, steps = check_sampler_args(sde, shape, steps, eps, x_T)
-    counted = CountingScore(score_fn)
-    coeffs = sde.discrete_marginal_coeffs if discrete else sde.marginal_coeffs
-    x = init_state(sde, shape, x_T, generator, device, dtype)
+    counted, x, steps, eps, grid = start(score_fn, sde, shape, steps, eps, x_T, generator, device, dtype,
+                                         timesteps=timesteps, grid_points=0)
+    grid = grid or uniform_grid(sde.T, eps, steps)
+    sch = _ddim_schedule(sde, grid, discrete)
     if constraint is not None:
-        x = constraint(x, full_time(sde.T, x))
-    pairs = step_pairs(uniform_grid(sde.T, eps, steps))
-    bar = progress_bar(steps, progress, "DDIM")
-    for k, (t_cur, t_next) in enumerate(pairs):
-        t = full_time(t_cur, x)
-        alpha_t, sigma_t = coeffs(t)
-        score = counted(x, t)
-        x0 = (x + append_dims(sigma_t**2, x.ndim) * score) / append_dims(alpha_t, x.ndim)
-        if k == len(pairs) - 1:
-            x = x0
+        x = constraint(x, full_time(grid[0], x))
+    report = StepReport(counted, sde, steps, progress, "DDIM", callback)
+    for k in range(steps):
+        a_t, s_t = sch.alpha[k], sch.sigma[k]
+        score = counted(x, full_time(sch.t[k], x))
+        x0 = (x + s_t**2 * score) / a_t
+        if k == steps - 1:
+            x, t_next = x0, 0.0
         else:
-            alpha_s, sigma_s = coeffs(full_time(t_next, x))
-            v = sigma_t**2 - (alpha_t / alpha_s) ** 2 * sigma_s**2
-            c2 = eta**2 * v * sigma_s**2 / sigma_t**2
-            eps_hat = -append_dims(sigma_t, x.ndim) * score
-            x = append_dims(alpha_s, x.ndim) * x0 + append_dims((sigma_s**2 - c2).clamp(min=0).sqrt(), x.ndim) * eps_hat
+            a_s, s_s, t_next = sch.alpha[k + 1], sch.sigma[k + 1], grid[k + 1]
+            v = max(s_t**2 - (a_t / a_s) ** 2 * s_s**2, 0.0)
+            c2 = eta**2 * v * s_s**2 / s_t**2
+            x = a_s * x0 - (max(s_s**2 - c2, 0.0) ** 0.5 * s_t) * score
             if eta > 0:
-                x = x + append_dims(c2.sqrt(), x.ndim) * noise_like(x, generator)
+                x = x + c2**0.5 * noise_like(x, generator)
         if constraint is not None:
             x = constraint(x, full_time(t_next, x))
-        bar.update()
-        bar.set_postfix(t=f"{t_cur:.4f}", nfe=counted.nfe)
-    bar.close()
+        report(k, t_next, x)
+    report.close()
     return x, counted.nfe
+
+
+def _ddim_schedule(sde: SDE, grid: List[float], discrete: bool) -> Schedule:
+    """DDIM's ``alpha`` and ``sigma`` on the grid and the times ``t`` of its score evaluations:
+    the grid itself, or (``discrete``) the continuous times with the chain's log-SNR."""
+    if not discrete:
+        return Schedule(sde, grid)
+    alpha, sigma = sde.discrete_marginal_coeffs(torch.as_tensor(grid, dtype=torch.float64))
+    sch = Schedule(sde, time_from_log_snr(sde, (alpha.log() - sigma.log()).tolist()))
+    sch.alpha, sch.sigma = alpha.tolist(), sigma.tolist()
+    return sch
 
 
 ODE_METHODS: Dict[str, Callable[..., Tuple[Tensor, int]]] = {

@@ -26,14 +26,7 @@ import torch
 from ..sde import SDE
 from ..types import Constraint, ScoreFn, Shape, Tensor
 from ..utils import append_dims, check_choice
-from ._common import (
-    CountingScore,
-    check_sampler_args,
-    full_time,
-    init_state,
-    noise_like,
-    progress_bar,
-)
+from ._common import StepCallback, StepReport, full_time, noise_like, start
 from .grids import step_pairs, uniform_grid
 
 __all__ = [
@@ -172,6 +165,8 @@ def pc_sampler(
     dtype: Optional[torch.dtype] = None,
     progress: bool = False,
     constraint: Optional[Constraint] = None,
+    timesteps=None,
+    callback: Optional[StepCallback] = None,
 ) -> Tuple[Tensor, int]:
     """Predictor-corrector sampling (Alg. 1): at each time of ``linspace(T, eps, steps)``, run
     the corrector then the predictor, which moves to the next time (the last one to ``t = 0``).
@@ -198,12 +193,14 @@ def pc_sampler(
             or ``eps`` without a predictor): the hook of controllable generation, e.g. the
             replacement of known pixels in :func:`scoresde.inpaint` (Song et al. 2021,
             App. I). ``None`` leaves the sampler unchanged.
+        timesteps: the ``steps`` decreasing times of the updates, instead of ``steps`` and
+            ``eps`` (the discrete predictors then use exact steps, not the ``N``-step chain).
+        callback: ``callback(i, t, x, x0_hat)`` after each time (``t`` the time reached).
     Returns:
         samples ``(B, *D)`` and the exact number of score evaluations (NFE).
     """
     check_choice("predictor", predictor, PREDICTORS)
     check_choice("corrector", corrector, CORRECTORS)
-    shape, steps = check_sampler_args(sde, shape, steps, eps, x_T)
     if predictor is None and corrector is None:
         raise ValueError("predictor and corrector cannot both be None")
     if not snr > 0 or not isinstance(n_corrector_steps, int) or n_corrector_steps < 0:
@@ -212,14 +209,14 @@ def pc_sampler(
             f"n_corrector_steps={n_corrector_steps}"
         )
     predictor_fn, corrector_fn = PREDICTORS[predictor], CORRECTORS[corrector]
-    counted = CountingScore(score_fn)
-    x = init_state(sde, shape, x_T, generator, device, dtype)
+    counted, x, steps, eps, grid = start(score_fn, sde, shape, steps, eps, x_T, generator, device, dtype,
+                                         timesteps=timesteps, grid_points=0)
+    use_table = grid is None and steps == sde.N
+    pairs = step_pairs(grid or uniform_grid(sde.T, eps, steps))
     if constraint is not None:
-        x = constraint(x, full_time(sde.T, x))
+        x = constraint(x, full_time(pairs[0][0], x))
     x_mean = x
-    use_table = steps == sde.N
-    pairs = step_pairs(uniform_grid(sde.T, eps, steps))
-    bar = progress_bar(steps, progress, "PC sampling")
+    report = StepReport(counted, sde, steps, progress, "PC sampling", callback)
     for k, (t_cur, t_next) in enumerate(pairs):
         t = full_time(t_cur, x)
         dt = t_cur - t_next
@@ -235,9 +232,8 @@ def pc_sampler(
             )
             if constraint is not None and not last:
                 x = constraint(x, full_time(t_next, x))
-        bar.update()
-        bar.set_postfix(t=f"{t_cur:.4f}", nfe=counted.nfe)
-    bar.close()
+        report(k, t_next if predictor_fn is not None else t_cur, x)
+    report.close()
     x = x_mean if denoise else x
     if constraint is not None:
         # The output is at t = 0 after a predictor step, at eps after a corrector-only run.

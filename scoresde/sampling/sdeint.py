@@ -22,8 +22,7 @@ import torch
 from ..sde import SDE
 from ..types import ScoreFn, Shape, Tensor
 from ..utils import append_dims, check_choice
-from ._common import CountingScore, check_sampler_args, init_state, progress_bar
-from .ode import denoise_step
+from ._common import StepCallback, StepReport, finish, start
 
 __all__ = ["SDEINT_METHODS", "sdeint_sampler", "brownian_interval"]
 
@@ -43,20 +42,24 @@ class _ReverseTimeSDE(torch.nn.Module):
 
     noise_type = "diagonal"
 
-    def __init__(self, sde: SDE, score_fn: ScoreFn, shape: Tuple[int, ...], sde_type: str, bar) -> None:
+    def __init__(self, sde: SDE, score_fn: ScoreFn, shape: Tuple[int, ...], sde_type: str,
+                 report: StepReport) -> None:
         super().__init__()
         self.sde_type = sde_type
         self.forward_sde = sde
         self.reverse = sde.reverse(score_fn)
         self.shape = shape
-        self.bar = bar
+        self.report = report
+        self.calls = 0
 
     def _t(self, s: Tensor, y: Tensor) -> Tensor:
         return (self.forward_sde.T - s).to(y.dtype).expand(y.shape[0])
 
     def f(self, s: Tensor, y: Tensor) -> Tensor:
-        drift, _ = self.reverse.sde(y.reshape(self.shape), self._t(s, y))
-        self.bar.update()
+        t = self._t(s, y)
+        drift, _ = self.reverse.sde(y.reshape(self.shape), t)
+        self.report(self.calls, float(t[0]), y.reshape(self.shape))
+        self.calls += 1
         return -drift.reshape(y.shape)
 
     def g(self, s: Tensor, y: Tensor) -> Tensor:
@@ -112,6 +115,7 @@ def sdeint_sampler(
     device=None,
     dtype: Optional[torch.dtype] = None,
     progress: bool = False,
+    callback: Optional[StepCallback] = None,
 ) -> Tuple[Tensor, int]:
     """Sample by integrating the reverse-time SDE with ``torchsde.sdeint``.
 
@@ -124,27 +128,25 @@ def sdeint_sampler(
             step-doubling estimate).
         bm: a Brownian motion from :func:`brownian_interval` (made from ``generator`` if absent).
         eps, denoise, x_T, generator, device, dtype, progress: as in :func:`pc_sampler`.
+        callback: ``callback(i, t, x, x0_hat)`` at each drift evaluation of torchsde (its
+            steps are internal), with the state and time it was evaluated at.
     Returns:
         samples and the NFE (score evaluations, including the final denoising one).
     """
     import torchsde
 
     check_choice("method", method, SDEINT_METHODS)
-    shape, steps = check_sampler_args(sde, shape, steps, eps, x_T)
-    counted = CountingScore(score_fn)
-    x = init_state(sde, shape, x_T, generator, device, dtype)
+    counted, x, steps, eps, _ = start(score_fn, sde, shape, steps, eps, x_T, generator, device, dtype)
+    shape = tuple(x.shape)
     if bm is None:
         bm = brownian_interval(sde, shape, eps=eps, generator=generator, device=x.device, dtype=x.dtype)
-    bar = progress_bar(None if adaptive else steps, progress, f"torchsde ({method})")
-    model = _ReverseTimeSDE(sde, counted, shape, SDEINT_METHODS[method], bar)
+    report = StepReport(counted, sde, None if adaptive else steps, progress, f"torchsde ({method})", callback)
+    model = _ReverseTimeSDE(sde, counted, shape, SDEINT_METHODS[method], report)
     ts = torch.tensor([0.0, sde.T - eps], device=x.device, dtype=x.dtype)
     options = {"grad_free": True} if method == "milstein" else None
     y = torchsde.sdeint(
         model, x.reshape(shape[0], -1), ts, bm=bm, method=method, dt=(sde.T - eps) / steps,
         adaptive=adaptive, rtol=rtol, atol=atol, options=options,
     )[-1]
-    bar.close()
-    x = y.reshape(shape)
-    if denoise:
-        x = denoise_step(counted, sde, x, eps)
-    return x, counted.nfe
+    report.close()
+    return finish(counted, sde, y.reshape(shape), eps, denoise)
