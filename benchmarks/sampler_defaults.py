@@ -10,9 +10,16 @@ import sys
 
 import torch
 
-from scoresde import SubVPSDE, VESDE, VPSDE, toy
-from scoresde.sampling import (unipc_sampler, dpm_solver_pp_sampler, denoise_step, deis_sampler, ipndm_sampler,
-                               rk45_sampler)
+from scoresde import VESDE, VPSDE, SubVPSDE, toy
+from scoresde.sampling import (
+    deis_sampler,
+    denoise_step,
+    dpm_solver_pp_sampler,
+    ipndm_sampler,
+    rk45_sampler,
+    unipc_sampler,
+)
+
 F64 = torch.float64
 C = {
  "ipndm3 vpq": (ipndm_sampler, dict(order=3, skip_type="vp_quadratic")),
@@ -33,7 +40,7 @@ def problems():
         exact = data.flow(z, sde, torch.ones(64, dtype=F64), torch.full((64,), 1e-3, dtype=F64))
         ref = denoise_step(data.score_fn(sde), sde, exact, 1e-3)
         yield f"gauss4 {type(sde).__name__}", data.score_fn(sde), sde, z, ref, data.mean
-    sde = VPSDE(); data = toy.ring()
+    sde, data = VPSDE(), toy.ring()
     z = sde.prior_sampling((500, 2), generator=torch.Generator().manual_seed(4), dtype=F64)
     ref, _ = rk45_sampler(data.score_fn(sde), sde, z.shape, x_T=z, rtol=1e-8, atol=1e-8)
     yield "ring VP", data.score_fn(sde), sde, z, ref, 0.0

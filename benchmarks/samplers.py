@@ -40,8 +40,7 @@ from typing import Callable, Dict, List, Tuple
 
 import torch
 
-import scoresde
-from scoresde import SubVPSDE, VESDE, VPSDE, toy
+from scoresde import VESDE, VPSDE, SubVPSDE, toy
 from scoresde.sampling import (
     adaptive_sde_sampler,
     ddim_sampler,

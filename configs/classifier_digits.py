@@ -3,7 +3,6 @@ for classifier guidance of a vp_digits score model
 (``python -m scoresde.sample --workdir runs/vp_digits --classifier-workdir runs/classifier_digits
 --class-label Y``). Trained with the cross entropy at x_t ~ p_0t(x_t | x_0), t ~ U(eps, T)."""
 import ml_collections
-
 from scoresde.configs.vp_digits import get_config as get_digits_config
 
 

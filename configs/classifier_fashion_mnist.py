@@ -1,7 +1,6 @@
 """A noise-conditional classifier p_t(y | x_t) on Fashion-MNIST under vp_fashion_mnist's SDE,
 for classifier guidance of a vp_fashion_mnist score model (``--classifier-workdir``)."""
 import ml_collections
-
 from scoresde.configs.vp_fashion_mnist import get_config as get_fashion_config
 
 

@@ -8,7 +8,7 @@ from .losses import ddpm_loss, discrete_dsm_loss, dsm_loss, smld_loss
 from .models.adapter import get_cond_score_fn, get_log_prob_fn, get_score_fn
 from .run import load_run
 from .sampling import decode, encode, sample
-from .sde import SDE, RectifiedFlow, ReverseSDE, SubVPSDE, VESDE, VPSDE
+from .sde import SDE, VESDE, VPSDE, RectifiedFlow, ReverseSDE, SubVPSDE
 
 __version__ = "0.1.0"
 

@@ -14,7 +14,7 @@ import time
 
 import torch
 
-from . import SubVPSDE, VESDE, VPSDE, sample, toy
+from . import VESDE, VPSDE, SubVPSDE, sample, toy
 from .plotting import scatter_png
 
 

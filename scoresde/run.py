@@ -23,12 +23,11 @@ from . import data as data_lib
 from . import precision, toy
 from .checkpointing import latest_checkpoint, load_checkpoint
 from .config import UsageError
-from .losses import (WEIGHTINGS, classifier_loss_terms, discrete_dsm_loss_terms, dsm_loss_terms,
-                     importance_sample_time)
+from .losses import WEIGHTINGS, classifier_loss_terms, discrete_dsm_loss_terms, dsm_loss_terms, importance_sample_time
 from .models import ExponentialMovingAverage, get_cond_score_fn, get_log_prob_fn, get_model, get_score_fn
 from .plotting import save_image_grid, scatter_png
 from .sampling import ODE_METHODS, pc_sampler
-from .sde import SDE, RectifiedFlow, SubVPSDE, VESDE, VPSDE
+from .sde import SDE, VESDE, VPSDE, RectifiedFlow, SubVPSDE
 from .types import Tensor
 
 __all__ = ["SDES", "OBJECTIVES", "RESUMABLE", "Run", "build", "make_sde", "make_model", "make_optimizer",

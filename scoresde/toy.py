@@ -18,7 +18,6 @@ import torch
 
 from .sde import SDE
 from .types import Device, ScoreFn, Tensor
-from .utils import append_dims
 
 __all__ = [
     "Gaussian",

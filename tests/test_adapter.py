@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 import scoresde
-from scoresde import RectifiedFlow, SubVPSDE, VESDE, VPSDE
+from scoresde import VESDE, VPSDE, RectifiedFlow, SubVPSDE
 from scoresde.models import MLP, PARAMETERIZATIONS, TIME_LABELS, get_cond_score_fn, get_score_fn
 from scoresde.utils import append_dims
 

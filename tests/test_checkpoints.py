@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from scoresde import SubVPSDE, VESDE, VPSDE
+from scoresde import VESDE, VPSDE, SubVPSDE
 from scoresde.models import (
     SCORE_SDE_CONFIGS,
     convert_score_sde_state_dict,

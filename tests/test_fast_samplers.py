@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from scoresde import SubVPSDE, VESDE, VPSDE, sample, toy
+from scoresde import VESDE, VPSDE, SubVPSDE, sample, toy
 from scoresde.sampling import (
     ODE_METHODS,
     adaptive_sde_sampler,
@@ -26,11 +26,11 @@ from scoresde.sampling import (
     edm_rho_grid,
     edm_sigmas,
     log_snr,
-    unipc_sampler,
     log_snr_grid,
     rk45_sampler,
     time_from_log_snr,
     time_quadratic_grid,
+    unipc_sampler,
     vp_quadratic_grid,
 )
 from scoresde.sampling.adaptive_sde import _BrownianMemory

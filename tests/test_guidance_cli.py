@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from scoresde import train
-from scoresde.cli import sample as sample_module
 from scoresde.checkpointing import list_checkpoints, load_checkpoint
+from scoresde.cli import sample as sample_module
 
 pytest.importorskip("sklearn")
 

@@ -11,7 +11,18 @@ import math
 import pytest
 import torch
 
-from scoresde import RectifiedFlow, SubVPSDE, VESDE, VPSDE, bits_per_dim, decode, encode, likelihood, log_likelihood, toy
+from scoresde import (
+    VESDE,
+    VPSDE,
+    RectifiedFlow,
+    SubVPSDE,
+    bits_per_dim,
+    decode,
+    encode,
+    likelihood,
+    log_likelihood,
+    toy,
+)
 
 F64 = torch.float64
 SDES = {"vp": VPSDE(), "subvp": SubVPSDE(), "ve": VESDE(), "rf": RectifiedFlow()}

@@ -8,9 +8,9 @@ import torch
 
 import scoresde
 from scoresde import train
+from scoresde.cli import sample as sample_cli
 
 RUN = Path(__file__).parent / "fixtures" / "run_vp_digits_v0"
-from scoresde.cli import sample as sample_cli
 
 
 def files(directory):

@@ -18,7 +18,7 @@ import pytest
 import torch
 from scipy import integrate
 
-from scoresde import RectifiedFlow, SubVPSDE, VESDE, VPSDE, ddpm_loss, dsm_loss, get_score_fn, smld_loss, toy
+from scoresde import VESDE, VPSDE, RectifiedFlow, SubVPSDE, ddpm_loss, dsm_loss, get_score_fn, smld_loss, toy
 from scoresde.losses import discrete_dsm_loss, dsm_loss_terms, importance_sample_time
 
 F64 = torch.float64

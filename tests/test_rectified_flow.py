@@ -18,8 +18,16 @@ import pytest
 import torch
 
 from scoresde import RectifiedFlow, likelihood, sample, toy
-from scoresde.sampling import ddim_sampler, euler_sampler, heun_sampler, rk45_sampler
-from scoresde.sampling import dpm_solver_pp_sampler, dpm_solver_sampler, edm_heun_sampler, unipc_sampler
+from scoresde.sampling import (
+    ddim_sampler,
+    dpm_solver_pp_sampler,
+    dpm_solver_sampler,
+    edm_heun_sampler,
+    euler_sampler,
+    heun_sampler,
+    rk45_sampler,
+    unipc_sampler,
+)
 
 F64 = torch.float64
 SDE = RectifiedFlow()

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from scoresde import SubVPSDE, VESDE, VPSDE, sample, toy
+from scoresde import VESDE, VPSDE, SubVPSDE, sample, toy
 from scoresde.sampling import (
     BUDGET_DEFAULTS,
     ODE_METHODS,

@@ -15,10 +15,11 @@ import pytest
 import torch
 
 import scoresde
-from scoresde import SubVPSDE, VESDE, VPSDE, sample, toy
+from scoresde import VESDE, VPSDE, SubVPSDE, sample, toy
 from scoresde.sampling import (
     CORRECTORS,
     PREDICTORS,
+    brownian_interval,
     ddim_sampler,
     encode,
     euler_sampler,
@@ -27,7 +28,6 @@ from scoresde.sampling import (
     rk45_sampler,
     scipy_rk45_sampler,
     sdeint_sampler,
-    brownian_interval,
 )
 
 F64 = torch.float64

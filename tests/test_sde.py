@@ -10,7 +10,7 @@ import math
 import pytest
 import torch
 
-from scoresde import SDE, RectifiedFlow, SubVPSDE, VESDE, VPSDE
+from scoresde import SDE, VESDE, VPSDE, RectifiedFlow, SubVPSDE
 from scoresde.utils import append_dims
 
 F64 = torch.float64

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from scoresde import SubVPSDE, VESDE, VPSDE, toy
+from scoresde import VESDE, VPSDE, SubVPSDE, toy
 
 F64 = torch.float64
 SDES = [VPSDE(), SubVPSDE(), VESDE()]

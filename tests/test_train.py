@@ -10,11 +10,10 @@ import time
 import pytest
 import torch
 
-
 from scoresde import train
+from scoresde.checkpointing import list_checkpoints, load_checkpoint
 from scoresde.cli import evaluate
 from scoresde.cli import sample as sample_module
-from scoresde.checkpointing import list_checkpoints, load_checkpoint
 
 TOY = [
     "--config", "vp_toy",

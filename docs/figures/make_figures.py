@@ -21,10 +21,20 @@ import torch  # noqa: E402
 import scoresde  # noqa: E402
 from scoresde import toy  # noqa: E402
 from scoresde.plotting import outside_count  # noqa: E402
-from scoresde.sampling import (ddim_sampler, denoise_step, dpm_solver_pp_sampler,  # noqa: E402
-                               dpm_solver_sampler, edm_heun_sampler, euler_maruyama_predictor,
-                               euler_sampler, heun_sampler, pc_sampler, rk45_sampler, step_pairs,
-                               uniform_grid)
+from scoresde.sampling import (  # noqa: E402
+    ddim_sampler,
+    denoise_step,
+    dpm_solver_pp_sampler,
+    dpm_solver_sampler,
+    edm_heun_sampler,
+    euler_maruyama_predictor,
+    euler_sampler,
+    heun_sampler,
+    pc_sampler,
+    rk45_sampler,
+    step_pairs,
+    uniform_grid,
+)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DTYPE = torch.float64

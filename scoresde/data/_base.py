@@ -10,7 +10,6 @@ import torch
 
 from ..types import Tensor
 
-
 PathLike = Union[str, "os.PathLike[str]"]
 
 SPLITS = ("train", "test")

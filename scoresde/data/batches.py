@@ -7,7 +7,6 @@ import torch
 
 from ..types import Tensor
 
-
 Batch = Union[Tensor, Tuple[Tensor, ...]]
 
 

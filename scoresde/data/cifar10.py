@@ -15,7 +15,6 @@ from ._base import SPLITS, DataError, ImageData, PathLike
 from ._files import _read_file, _resolve_root, download_url, file_md5
 from ._safe_pickle import restricted_unpickle
 
-
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
 CIFAR10_ARCHIVE = "cifar-10-python.tar.gz"

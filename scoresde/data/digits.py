@@ -9,7 +9,6 @@ import torch
 from ..utils import check_choice
 from ._base import SPLITS, DataError, ImageData, PathLike
 
-
 DIGITS_NUM_TEST = 297
 """The digits split is fixed: the first 1500 of scikit-learn's 1797 images train, the last 297 test."""
 

@@ -14,7 +14,6 @@ from ..utils import check_choice
 from ._base import SPLITS, DataError, ImageData, PathLike
 from ._files import FASHION_MNIST_DEBIAN_ROOT, _read_maybe_gzip, _resolve_root
 
-
 # IDX type codes (third byte of the magic number) -> big-endian numpy dtype.
 _IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 

@@ -291,8 +291,8 @@ def compute_features(
     with tqdm(total=total, desc="inception features", unit="img", disable=not progress, dynamic_ncols=True) as bar:
         for batch in batches:
             if with_logits:
-                f, l = extractor.features_and_logits(batch)
-                logits.append(l.float().cpu().numpy())
+                f, logit = extractor.features_and_logits(batch)
+                logits.append(logit.float().cpu().numpy())
             else:
                 f = extractor(batch)
             features.append(f.float().cpu().numpy())

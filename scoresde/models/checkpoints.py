@@ -50,7 +50,7 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from ..sde import SDE, SubVPSDE, VESDE, VPSDE
+from ..sde import SDE, VESDE, VPSDE, SubVPSDE
 from ..types import Tensor
 from .ddpm import ddpm_cifar
 from .layers import (

@@ -2,13 +2,12 @@
 set-up and finishing steps, and the per-step report (progress bar and ``callback``)."""
 from __future__ import annotations
 
-from typing import Callable, List, Optional, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import torch
 
 from ..sde import SDE
 from ..types import Device, ScoreFn, Shape, Tensor
-
 
 #: ``callback(i, t, x, x0_hat)`` after step ``i`` (from 0): the time ``t`` reached, the state
 #: ``x`` ``(B, *D)`` there and Tweedie's estimate ``x0_hat = (x' + sigma^2 score) / alpha`` of the
