@@ -117,7 +117,9 @@ def test_fused_adam_takes_the_plain_adam_steps():
 
 
 @pytest.mark.slow
-def test_compiled_and_eager_losses_agree():
+def test_compiled_and_eager_losses_agree(tmp_path, monkeypatch):
+    # Inductor's generated code goes to this test's own cache (another test compiles in parallel).
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path))
     x = torch.randn(4, 1, 8, 8, generator=torch.Generator().manual_seed(0))
     net = tiny_net()
     eager = dsm(net, x)
@@ -146,7 +148,7 @@ def test_cuda_bf16_follows_fp32():
 
 
 @pytest.mark.slow
-def test_gpu_script_dry_run():
+def test_gpu_script_dry_run(tmp_path):
     """benchmarks/gpu.sh --dry-run: every step of the GPU check on the CPU, at tiny sizes."""
     import os
     import subprocess
@@ -154,7 +156,7 @@ def test_gpu_script_dry_run():
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     out = subprocess.run(["bash", os.path.join(root, "benchmarks", "gpu.sh"), "--dry-run"], capture_output=True,
-                         text=True, env=dict(os.environ, PYTHON=sys.executable), timeout=1800)
+                         text=True, env=dict(os.environ, PYTHON=sys.executable, TORCHINDUCTOR_CACHE_DIR=str(tmp_path)), timeout=1800)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     assert "| side | s/step" in out.stdout and "images/s" in out.stdout
     rows = [line for line in out.stdout.splitlines() if line.startswith("| fp32 |") or line.startswith("| bf16")]

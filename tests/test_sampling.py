@@ -84,7 +84,8 @@ def test_corrector_only_sampling(sde_name):
 @pytest.mark.parametrize("method", ["rk45", "scipy_rk45", "heun"])
 def test_ode_recovers_the_ring(sde_name, method):
     sde = SDES[sde_name]
-    x = sample(RING.score_fn(sde), sde, (4000, 2), pc=False, method=method, steps=200,
+    steps = None if method.endswith("rk45") else 200  # the adaptive solvers choose their own steps
+    x = sample(RING.score_fn(sde), sde, (4000, 2), pc=False, method=method, steps=steps,
                generator=torch.Generator().manual_seed(2))
     assert_ring(x, allowance=0.01)
 

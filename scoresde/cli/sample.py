@@ -149,7 +149,7 @@ def sample_seed(seed: int, index: int) -> int:
 
 
 #: Sampler arguments the command sets itself.
-_RESERVED = {"score_fn", "sde", "shape", "x_T", "generator", "device", "dtype", "progress"}
+_RESERVED = {"score_fn", "sde", "shape", "x_T", "generator", "device", "dtype", "progress", "callback"}
 
 
 def _sampler_args(pairs: List[str], kwargs: Dict[str, Any]) -> Dict[str, Any]:
