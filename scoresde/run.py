@@ -297,6 +297,7 @@ def make_objective(config: ml_collections.ConfigDict, sde: SDE, model: Callable,
         def classifier_loss(x: Tensor, y: Optional[Tensor], generator: torch.Generator) -> Tensor:
             z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
             t = uniform_time(x, generator)
+            assert y is not None, "a classifier is trained on labelled data (build() checks it)"
             return classifier_loss_terms(log_prob_fn, sde, x[local], y[local], t[local], z[local]).mean()
 
         return classifier_loss
