@@ -32,9 +32,8 @@ from .types import Tensor
 
 __all__ = ["SDES", "OBJECTIVES", "RESUMABLE", "Run", "build", "make_sde", "make_model", "make_optimizer",
            "make_dataset", "make_sampler", "make_objective", "loss_weighting", "check_sampler", "check_arguments",
-           "data_shape", "is_toy",
-           "num_classes", "objective", "sample_kwargs", "draw_samples", "resolve_device", "load_run",
-           "save_samples", "config_changes", "all_finite"]
+           "data_shape", "is_toy", "num_classes", "objective", "sample_kwargs", "draw_samples", "resolve_device",
+           "load_run", "save_samples", "config_changes", "all_finite"]
 
 SDES: Dict[str, Callable[[ml_collections.ConfigDict], SDE]] = {
     "vpsde": lambda m: VPSDE(beta_min=m.beta_min, beta_max=m.beta_max, N=m.num_scales),
