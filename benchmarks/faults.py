@@ -55,9 +55,10 @@ TRAIN_BAD = [
     ["--config.training.n_iterz=5"], ["--config.training.n_iters=many"], ["--config", "vp_nope"],
 ]
 RESUME_BAD = [["--config.seed=7"], ["--config.model.ema_rate=0.5"], ["--config.training.batch_size=16"]]
-SAMPLE_BAD = [["--steps", "0"], ["--steps", "100000000"], ["--steps", "1e8"], ["--method", "ode", "--ode-method", "foo"],
-              ["-n", "0"], ["--batch-size", "0"], ["--device", "foo"], ["--snr", "x"], ["--inpaint", "--colorize"],
-              ["--mask", "center"], ["--class-label", "-1"], ["--out", "EXISTING"]]
+SAMPLE_BAD = [["--steps", "0"], ["--steps", "100000000"], ["--steps", "1e8"],
+              ["--method", "ode", "--ode-method", "foo"], ["-n", "0"], ["--batch-size", "0"], ["--device", "foo"],
+              ["--snr", "x"], ["--inpaint", "--colorize"], ["--mask", "center"], ["--class-label", "-1"],
+              ["--out", "EXISTING"]]
 EVAL_BAD = [["--batch-size", "0"], ["--batch-size", "-1"], ["--max-examples", "-19990"], ["--n-dequant", "-1"],
             ["--rtol", "-1"], ["--atol", "0"], ["--split", "val"], ["EXISTING_EVAL"]]
 
@@ -106,7 +107,8 @@ def bad_inputs(root):
     ok += usage_ok(code, err, 0, os.path.getsize(file_path))
     for extra in RESUME_BAD:
         before = snapshot(trained)
-        code, err = quiet_call(train.cli, TOY + NO_GRID + extra + ["--config.training.n_iters=30", "--workdir", trained])
+        code, err = quiet_call(train.cli,
+                               TOY + NO_GRID + extra + ["--config.training.n_iters=30", "--workdir", trained])
         ok += usage_ok(code, err, before, snapshot(trained))
     for damage in ("data", "noise_rng", "step"):
         damaged = os.path.join(root, f"damaged_{damage}")
@@ -222,7 +224,8 @@ def ddp_sigterm(root):
     workdir = os.path.join(root, "ddp")
     proc = start(TOY + NO_GRID + ["--config.training.n_iters=100000", "--device", "cpu"], workdir, torchrun=True)
     wait_for(os.path.join(workdir, "checkpoints", "checkpoint_10.pt"), proc)
-    children = subprocess.run(["ps", "-o", "pid=", "--ppid", str(proc.pid)], capture_output=True, text=True).stdout.split()
+    children = subprocess.run(["ps", "-o", "pid=", "--ppid", str(proc.pid)],
+                              capture_output=True, text=True).stdout.split()
     for child in children:
         with open(f"/proc/{child}/environ", "rb") as f:
             if b"RANK=0" in f.read().split(b"\0"):

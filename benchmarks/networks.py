@@ -16,8 +16,8 @@ gradients, optimizer state and all activations; every measurement starts a new p
 On a shared machine other processes distort the timings; the last column reports the CPU share
 that processes other than the measurement used meanwhile (from ``/proc/stat`` minus the
 measuring process's own CPU time; Linux only), and a ``*`` marks times measured while that
-share exceeded ``--max-background``. With ``--retries`` a cell is measured again while that share exceeds ``--max-background``, and the
-cleanest run is kept.
+share exceeded ``--max-background``. With ``--retries`` a cell is measured again while that share
+exceeds ``--max-background``, and the cleanest run is kept.
 
 Usage::
 
@@ -149,9 +149,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--memory-format", default="channels_last", choices=["channels_last", "contiguous"])
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast (not the default fp32)")
-    parser.add_argument("--max-background", type=float, default=0.05, help="rerun a cell above this CPU share of other processes")
-    parser.add_argument("--retries", type=int, default=3, help="reruns per cell (the run with the least background load is kept)")
-    parser.add_argument("--wait-idle", type=float, default=0.0, help="before each run, wait up to this many seconds for idle CPUs")
+    parser.add_argument("--max-background", type=float, default=0.05,
+                        help="rerun a cell above this CPU share of other processes")
+    parser.add_argument("--retries", type=int, default=3,
+                        help="reruns per cell (the run with the least background load is kept)")
+    parser.add_argument("--wait-idle", type=float, default=0.0,
+                        help="before each run, wait up to this many seconds for idle CPUs")
     parser.add_argument("--child", nargs=3, metavar=("NAME", "MODE", "BATCH"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:

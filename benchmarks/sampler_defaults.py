@@ -26,9 +26,11 @@ C = {
  "ipndm4 vpq": (ipndm_sampler, dict(order=4, skip_type="vp_quadratic")),
  "ipndm2 vpq": (ipndm_sampler, dict(order=2, skip_type="vp_quadratic")),
  "unipc3 n bh2 vpq": (unipc_sampler, dict(prediction="noise", variant="bh2", skip_type="vp_quadratic")),
- "unipc3 n bh2 vpq lof0": (unipc_sampler, dict(prediction="noise", variant="bh2", skip_type="vp_quadratic", lower_order_final=False)),
+ "unipc3 n bh2 vpq lof0": (unipc_sampler, dict(prediction="noise", variant="bh2", skip_type="vp_quadratic",
+                                                lower_order_final=False)),
  "unipc2 n bh2 vpq": (unipc_sampler, dict(order=2, prediction="noise", variant="bh2", skip_type="vp_quadratic")),
- "unipc3 d bh2 vpq lof0": (unipc_sampler, dict(prediction="data", variant="bh2", skip_type="vp_quadratic", lower_order_final=False)),
+ "unipc3 d bh2 vpq lof0": (unipc_sampler, dict(prediction="data", variant="bh2", skip_type="vp_quadratic",
+                                                lower_order_final=False)),
  "dpm++2M vpq lof0": (dpm_solver_pp_sampler, dict(order=2, skip_type="vp_quadratic", lower_order_final=False)),
  "deis3 vpq": (deis_sampler, dict(order=3, skip_type="vp_quadratic")),
 }

@@ -125,7 +125,8 @@ def sampler_table(quick: bool) -> List[Tuple[str, str, Callable]]:
         ("PC ancestral", "steps", pc("ancestral", None)),
         ("PC ancestral+langevin", "steps", pc("ancestral", "langevin")),
         ("ODE rk45", "tol", lambda f, s, shp, tol, g: rk45_sampler(f, s, shp, rtol=tol, atol=tol, generator=g)),
-        ("ODE scipy_rk45", "tol", lambda f, s, shp, tol, g: scipy_rk45_sampler(f, s, shp, rtol=tol, atol=tol, generator=g)),
+        ("ODE scipy_rk45", "tol", lambda f, s, shp, tol, g: scipy_rk45_sampler(f, s, shp, rtol=tol, atol=tol,
+                                                                                generator=g)),
         ("ODE euler", "steps", lambda f, s, shp, n, g: euler_sampler(f, s, shp, steps=n, generator=g)),
         ("ODE heun", "steps", lambda f, s, shp, n, g: heun_sampler(f, s, shp, steps=n, generator=g)),
         ("DDIM eta=0", "steps", lambda f, s, shp, n, g: ddim_sampler(f, s, shp, steps=n, generator=g)),
@@ -172,8 +173,8 @@ def sampler_table(quick: bool) -> List[Tuple[str, str, Callable]]:
         ("EDM Heun churn=10", "nfe", lambda f, s, shp, n, g: edm_heun_sampler(f, s, shp, steps=(n - 1) // 2,
                                                                                S_churn=10.0, generator=g)),
         ("adaptive SDE", "sde tol", lambda f, s, shp, tol, g: adaptive_sde_sampler(f, s, shp, rtol=tol, generator=g)),
-        ("adaptive SDE fresh", "sde tol", lambda f, s, shp, tol, g: adaptive_sde_sampler(f, s, shp, rtol=tol,
-                                                                                         brownian="fresh", generator=g)),
+        ("adaptive SDE fresh", "sde tol",
+         lambda f, s, shp, tol, g: adaptive_sde_sampler(f, s, shp, rtol=tol, brownian="fresh", generator=g)),
     ]
     if quick:
         keep = {"PC euler_maruyama", "PC reverse_diffusion+langevin", "PC ancestral", "ODE rk45",
@@ -332,7 +333,8 @@ def overhead_table(sdes: List[str], steps: int = 100, batch: int = GAUSS_B) -> L
         sde = SDES[sde_name]
         inner = gaussian_score(data, sde)
         for name, kwargs in (("PC euler_maruyama", dict(predictor="euler_maruyama", corrector=None)),
-                             ("PC reverse_diffusion+langevin", dict(predictor="reverse_diffusion", corrector="langevin")),
+                             ("PC reverse_diffusion+langevin",
+                              dict(predictor="reverse_diffusion", corrector="langevin")),
                              ("PC ancestral", dict(predictor="ancestral", corrector=None))):
             spent = [0.0]
 

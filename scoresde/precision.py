@@ -33,7 +33,8 @@ def bf16_unsupported(device: torch.device) -> Optional[str]:
         # Private probes of torch.cpu; absent in older torch (then: no support known).
         native = [getattr(torch.cpu, name, lambda: False)() for name in
                   ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
-        return None if any(native) else "this CPU has neither AVX512-BF16 nor AMX (bf16 would be emulated, slower than float32)"
+        return None if any(native) else (
+            "this CPU has neither AVX512-BF16 nor AMX (bf16 would be emulated, slower than float32)")
     return f"bf16 autocast is not supported on device type {device.type!r}"
 
 

@@ -31,9 +31,9 @@ from .sde import SDE, VESDE, VPSDE, RectifiedFlow, SubVPSDE
 from .types import Tensor
 
 __all__ = ["SDES", "OBJECTIVES", "RESUMABLE", "Run", "build", "make_sde", "make_model", "make_optimizer",
-           "make_dataset", "make_sampler", "make_objective", "loss_weighting", "check_sampler", "check_arguments", "data_shape", "is_toy",
-           "num_classes", "objective", "sample_kwargs", "draw_samples", "resolve_device", "load_run",
-           "save_samples", "config_changes", "all_finite"]
+           "make_dataset", "make_sampler", "make_objective", "loss_weighting", "check_sampler", "check_arguments",
+           "data_shape", "is_toy", "num_classes", "objective", "sample_kwargs", "draw_samples", "resolve_device",
+           "load_run", "save_samples", "config_changes", "all_finite"]
 
 SDES: Dict[str, Callable[[ml_collections.ConfigDict], SDE]] = {
     "vpsde": lambda m: VPSDE(beta_min=m.beta_min, beta_max=m.beta_max, N=m.num_scales),
@@ -297,6 +297,7 @@ def make_objective(config: ml_collections.ConfigDict, sde: SDE, model: Callable,
         def classifier_loss(x: Tensor, y: Optional[Tensor], generator: torch.Generator) -> Tensor:
             z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
             t = uniform_time(x, generator)
+            assert y is not None, "a classifier is trained on labelled data (build() checks it)"
             return classifier_loss_terms(log_prob_fn, sde, x[local], y[local], t[local], z[local]).mean()
 
         return classifier_loss

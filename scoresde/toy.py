@@ -12,7 +12,7 @@ Samples have shape ``(n, *event_shape)``.
 from __future__ import annotations
 
 import math
-from typing import Callable, Dict, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, Literal, Optional, Sequence, Tuple, Union, overload
 
 import torch
 
@@ -75,6 +75,16 @@ class _Toy:
 
     def _unflat(self, y: Tensor, like: Tensor) -> Tensor:
         return y.reshape((y.shape[0],) + self.event_shape).to(like.dtype)
+
+    def sample(
+        self,
+        n: int,
+        generator: Optional[torch.Generator] = None,
+        device: Device = None,
+        dtype: Optional[torch.dtype] = None,
+    ) -> Tensor:
+        """Draw ``n`` samples, shape ``(n, *event_shape)``."""
+        raise NotImplementedError
 
     def score_fn(self, sde: Optional[SDE] = None) -> ScoreFn:
         """The exact score ``score_fn(x, t) = grad_x log p_t(x)`` of this data under ``sde``."""
@@ -247,6 +257,28 @@ class GaussianMixture(_Toy):
     def n_components(self) -> int:
         return self.means.shape[0]
 
+    @overload
+    def sample(
+        self,
+        n: int,
+        generator: Optional[torch.Generator] = None,
+        device: Device = None,
+        dtype: Optional[torch.dtype] = None,
+        return_labels: Literal[False] = False,
+    ) -> Tensor: ...
+
+    @overload
+    def sample(
+        self,
+        n: int,
+        generator: Optional[torch.Generator] = None,
+        device: Device = None,
+        dtype: Optional[torch.dtype] = None,
+        *,
+        return_labels: Literal[True],
+    ) -> Tuple[Tensor, Tensor]: ...
+
+    @overload
     def sample(
         self,
         n: int,
@@ -254,7 +286,16 @@ class GaussianMixture(_Toy):
         device: Device = None,
         dtype: Optional[torch.dtype] = None,
         return_labels: bool = False,
-    ):
+    ) -> Union[Tensor, Tuple[Tensor, Tensor]]: ...
+
+    def sample(
+        self,
+        n: int,
+        generator: Optional[torch.Generator] = None,
+        device: Device = None,
+        dtype: Optional[torch.dtype] = None,
+        return_labels: bool = False,
+    ) -> Union[Tensor, Tuple[Tensor, Tensor]]:
         """Draw ``n`` samples ``(n, *event_shape)`` (and their component labels ``(n,)``)."""
         device, dtype = _device_dtype(generator, device, dtype)
         w = self._param("weights", device)

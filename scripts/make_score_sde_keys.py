@@ -188,19 +188,23 @@ CIFAR = dict(nf=128, ch_mult=(1, 2, 2, 2), attn_resolutions=(16,), image_size=32
 LAYOUTS = {
     "ddpmpp_cifar": (
         "vp/cifar10_ddpmpp_continuous, subvp/cifar10_ddpmpp_continuous",
-        lambda: ncsnpp_layout(num_res_blocks=4, fir=False, progressive_input="none", embedding_type="positional", **CIFAR),
+        lambda: ncsnpp_layout(num_res_blocks=4, fir=False, progressive_input="none", embedding_type="positional",
+                              **CIFAR),
     ),
     "ddpmpp_deep_cifar": (
         "vp/cifar10_ddpmpp_deep_continuous, subvp/cifar10_ddpmpp_deep_continuous",
-        lambda: ncsnpp_layout(num_res_blocks=8, fir=False, progressive_input="none", embedding_type="positional", **CIFAR),
+        lambda: ncsnpp_layout(num_res_blocks=8, fir=False, progressive_input="none", embedding_type="positional",
+                              **CIFAR),
     ),
     "ncsnpp_cifar": (
         "ve/cifar10_ncsnpp_continuous",
-        lambda: ncsnpp_layout(num_res_blocks=4, fir=True, progressive_input="residual", embedding_type="fourier", **CIFAR),
+        lambda: ncsnpp_layout(num_res_blocks=4, fir=True, progressive_input="residual", embedding_type="fourier",
+                              **CIFAR),
     ),
     "ncsnpp_deep_cifar": (
         "ve/cifar10_ncsnpp_deep_continuous",
-        lambda: ncsnpp_layout(num_res_blocks=8, fir=True, progressive_input="residual", embedding_type="fourier", **CIFAR),
+        lambda: ncsnpp_layout(num_res_blocks=8, fir=True, progressive_input="residual", embedding_type="fourier",
+                              **CIFAR),
     ),
     "ddpm_cifar": ("vp/ddpm/cifar10", lambda: ddpm_layout(num_res_blocks=2, **CIFAR)),
 }

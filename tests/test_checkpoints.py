@@ -169,7 +169,8 @@ def official_forward(P: Params, cfg: dict, x: torch.Tensor, labels: torch.Tensor
 
     def gn(pre, h):
         c = h.shape[1]
-        return F.group_norm(h, groups(c), P(pre + "weight", (c,), kind="norm"), P(pre + "bias", (c,), kind="bias"), 1e-6)
+        return F.group_norm(h, groups(c), P(pre + "weight", (c,), kind="norm"), P(pre + "bias", (c,), kind="bias"),
+                            1e-6)
 
     def nin(pre, h, i, o):
         W, b = P(pre + "W", (i, o), i), P(pre + "b", (o,), kind="bias")
@@ -294,17 +295,20 @@ CASES = {
     ),
     # ve/cifar10_ncsnpp_continuous at a small size.
     "ncsnpp": (
-        dict(arch="ncsnpp", fir=True, embedding="fourier", centered=False, progressive_input="residual", scale_by_sigma=True, **SMALL),
+        dict(arch="ncsnpp", fir=True, embedding="fourier", centered=False, progressive_input="residual",
+             scale_by_sigma=True, **SMALL),
         lambda: ncsnpp_cifar(**SMALL),
     ),
     # ve/cifar10_ncsnpp (discrete SMLD training: positional embedding of the level index).
     "ncsnpp_discrete": (
-        dict(arch="ncsnpp", fir=True, embedding="positional", centered=False, progressive_input="residual", scale_by_sigma=True, **SMALL),
+        dict(arch="ncsnpp", fir=True, embedding="positional", centered=False, progressive_input="residual",
+             scale_by_sigma=True, **SMALL),
         lambda: ncsnpp_cifar(**SMALL, embedding_type="positional", time_label="reversed_index"),
     ),
     # vp/ddpm/cifar10: official GroupNorm has 32 groups, ours min(C / 4, 32): equal from 128 on.
     "ddpm": (
-        dict(arch="ddpm", fir=False, embedding="positional", centered=True, nf=128, ch_mult=(1, 2), num_res_blocks=1, image_size=8, attn_resolutions=(4,)),
+        dict(arch="ddpm", fir=False, embedding="positional", centered=True, nf=128, ch_mult=(1, 2), num_res_blocks=1,
+             image_size=8, attn_resolutions=(4,)),
         lambda: ddpm_cifar(nf=128, ch_mult=(1, 2), num_res_blocks=1, image_size=8, attn_resolutions=(4,)),
     ),
 }

@@ -601,7 +601,8 @@ def test_batches_cover_each_epoch_once():
 @pytest.mark.parametrize("drop_last", [True, False])
 def test_batches_shard_over_ranks(drop_last):
     n, b, world = 23, 3, 2
-    single = InfiniteBatches(torch.arange(n), b * world, generator=torch.Generator().manual_seed(5), drop_last=drop_last)
+    single = InfiniteBatches(torch.arange(n), b * world, generator=torch.Generator().manual_seed(5),
+                             drop_last=drop_last)
     ranks = [
         InfiniteBatches(torch.arange(n), b, generator=torch.Generator().manual_seed(5), rank=r,
                         world_size=world, drop_last=drop_last)

@@ -39,7 +39,8 @@ def test_exact_divergence_matches_the_flow_density(sde_name):
     torch.testing.assert_close(res.logp, ref, rtol=0, atol=1e-4)
     torch.testing.assert_close(res.prior_logp + res.delta_logp, res.logp)
     torch.testing.assert_close(res.z, data.flow(x, sde, torch.full((16,), 1e-5, dtype=F64),
-                                                  torch.full((16,), sde.T, dtype=F64)), rtol=1e-5, atol=1e-5 * sde.prior_std)
+                                                  torch.full((16,), sde.T, dtype=F64)),
+                               rtol=1e-5, atol=1e-5 * sde.prior_std)
     assert res.n_vjp == 4 and res.nfe > 0
     scipy_res = likelihood(data.score_fn(sde), sde, x, exact=True, solver="scipy_rk45", **TOL)
     torch.testing.assert_close(scipy_res.logp, ref, rtol=0, atol=1e-4)

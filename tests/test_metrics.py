@@ -412,7 +412,8 @@ def test_cli_stats_and_fid_end_to_end(tmp_path, fake_extractor, capsys):
     # score_sde's statistics files hold the raw reference features under pool_3.
     np.savez(tmp_path / "score_sde_stats.npz", pool_3=ref_features)
     out3 = str(tmp_path / "scores3.json")
-    assert metrics_cli.cli(["fid", "--images", str(tmp_path / "nhwc.npz"), "--ref", str(tmp_path / "score_sde_stats.npz"),
+    assert metrics_cli.cli(["fid", "--images", str(tmp_path / "nhwc.npz"),
+                            "--ref", str(tmp_path / "score_sde_stats.npz"),
                             "--out", out3, "--no-kid", "--no-is", "--no-progress"]) == 0
     third = json.load(open(out3))
     assert third["fid"] == pytest.approx(frechet_distance(*feature_statistics(sample_features),

@@ -323,11 +323,14 @@ def test_progress_bar_runs(capsys):
 def test_bad_arguments():
     sde = VPSDE(N=10)
     fn = GAUSS.score_fn(sde)
-    with pytest.raises(ValueError, match=r"unknown predictor='leapfrog'; valid values are: 'euler_maruyama', 'reverse_diffusion', 'ancestral', None"):
+    with pytest.raises(ValueError, match=r"unknown predictor='leapfrog'; valid values are: "
+                                         r"'euler_maruyama', 'reverse_diffusion', 'ancestral', None"):
         sample(fn, sde, (2, 64), predictor="leapfrog")
-    with pytest.raises(ValueError, match=r"unknown corrector='hmc'; valid values are: 'langevin', 'annealed_langevin', None"):
+    with pytest.raises(ValueError,
+                       match=r"unknown corrector='hmc'; valid values are: 'langevin', 'annealed_langevin', None"):
         sample(fn, sde, (2, 64), corrector="hmc")
-    with pytest.raises(ValueError, match=r"unknown method='rk4'; valid values are: 'rk45', 'scipy_rk45', 'euler', 'heun', 'ddim'"):
+    with pytest.raises(ValueError, match=r"unknown method='rk4'; valid values are: "
+                                         r"'rk45', 'scipy_rk45', 'euler', 'heun', 'ddim'"):
         sample(fn, sde, (2, 64), pc=False, method="rk4")
     with pytest.raises(ValueError, match=r"unknown method='foo'"):
         sample(fn, sde, (2, 64), predictor="torchsde", corrector=None, sde_method="foo")

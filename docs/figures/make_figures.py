@@ -135,11 +135,16 @@ def ring_samplers(sde) -> None:
     g = lambda: torch.Generator().manual_seed(2)  # noqa: E731
     runs = {
         "data": lambda: (ring.sample(n, generator=g(), dtype=DTYPE), 0),
-        "PC Euler-Maruyama, 20 steps": lambda: pc_sampler(score, sde, shape, steps=20, corrector=None, generator=g(), dtype=DTYPE),
-        "PC reverse diffusion + Langevin, 10": lambda: pc_sampler(score, sde, shape, steps=10, predictor="reverse_diffusion", generator=g(), dtype=DTYPE),
-        "ancestral (DDPM), 20": lambda: pc_sampler(score, sde, shape, steps=20, predictor="ancestral", corrector=None, generator=g(), dtype=DTYPE),
+        "PC Euler-Maruyama, 20 steps": lambda: pc_sampler(score, sde, shape, steps=20, corrector=None,
+                                                          generator=g(), dtype=DTYPE),
+        "PC reverse diffusion + Langevin, 10": lambda: pc_sampler(score, sde, shape, steps=10,
+                                                                  predictor="reverse_diffusion",
+                                                                  generator=g(), dtype=DTYPE),
+        "ancestral (DDPM), 20": lambda: pc_sampler(score, sde, shape, steps=20, predictor="ancestral",
+                                                   corrector=None, generator=g(), dtype=DTYPE),
         "DDIM, 20": lambda: ddim_sampler(score, sde, shape, steps=20, discrete=False, generator=g(), dtype=DTYPE),
-        "DPM-Solver-3M, 19": lambda: dpm_solver_sampler(score, sde, shape, steps=19, multistep=True, generator=g(), dtype=DTYPE),
+        "DPM-Solver-3M, 19": lambda: dpm_solver_sampler(score, sde, shape, steps=19, multistep=True,
+                                                        generator=g(), dtype=DTYPE),
         "DPM-Solver++(2M), 19": lambda: dpm_solver_pp_sampler(score, sde, shape, steps=19, generator=g(), dtype=DTYPE),
         "EDM Heun, 9": lambda: edm_heun_sampler(score, sde, shape, steps=9, generator=g(), dtype=DTYPE),
     }

@@ -60,7 +60,8 @@ def _parser() -> ArgumentParser:
     parser.add_argument("--batch-size", type=int, help="draw the samples in batches of this many per "
                         "process (default: all at once); the samples do not depend on it")
     parser.add_argument("--no-ema", action="store_true", help="use the raw weights instead of the EMA")
-    parser.add_argument("--seed", type=int, default=0, help="random seed; sample i is seeded from (seed, i) (default %(default)s)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="random seed; sample i is seeded from (seed, i) (default %(default)s)")
     parser.add_argument("--device", help="torch device (default: cuda when available)")
     parser.add_argument("--out", help="output PNG (default: DIR/samples/<kind>_<step>_<seed>[_<options>].png)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")

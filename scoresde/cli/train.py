@@ -26,7 +26,8 @@ def cli(argv: Optional[List[str]] = None) -> int:
         parser.add_argument("--config", required=True, help="a shipped config (" + ", ".join(available_configs())
                             + ") or the path of a config file")
         parser.add_argument("--workdir", help="run directory (default: runs/<config name>)")
-        parser.add_argument("--data-dir", help="dataset folder (sets data.root; default: the config's, else the data set's usual place)")
+        parser.add_argument("--data-dir", help="dataset folder (sets data.root; default: the config's, "
+                                               "else the data set's usual place)")
         parser.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
         parser.add_argument("--bf16", action="store_true", help="the network in bf16 (CUDA, or a CPU with "
                             "AVX512-BF16 / AMX); loss, Adam and EMA stay in float32")

@@ -220,7 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--device", help="torch device (default: cuda when available)")
     common.add_argument("--batch-size", type=int, default=100, help="images per Inception batch (default %(default)s)")
     common.add_argument("--max-images", type=int, help="use at most this many images (default: all)")
-    common.add_argument("--seed", type=int, default=0, help="seed of the KID subsets and of the kept feature rows (default %(default)s)")
+    common.add_argument("--seed", type=int, default=0,
+                        help="seed of the KID subsets and of the kept feature rows (default %(default)s)")
     common.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     common.add_argument("--no-progress", action="store_true", help="no progress bar")
 

@@ -40,7 +40,7 @@ including the score_sde checkpoints. Only the SDE's generic members are used
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Callable, Dict, Iterator, Optional, Tuple
+from typing import Callable, Dict, Iterator, Mapping, Optional, Tuple
 
 import torch
 from torch import nn
@@ -163,7 +163,7 @@ TIME_LABELS: Dict[str, TimeLabel] = {
 
 
 # ---------------------------------------------------------------------------------------------
-def _model_attr(model: Callable, name: str, given: Optional[str], table: Dict[str, object]) -> str:
+def _model_attr(model: Callable, name: str, given: Optional[str], table: Mapping[str, object]) -> str:
     if given is None:
         # Wrappers (DataParallel / DDP) keep the network in `.module`.
         given = getattr(model, name, None) or getattr(getattr(model, "module", None), name, None)

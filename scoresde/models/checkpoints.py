@@ -102,7 +102,8 @@ SCORE_SDE_CONFIGS: Dict[str, ScoreSDEConfig] = {
         "vp/cifar10_ddpmpp_deep_continuous", "ddpmpp_deep_cifar", ddpmpp_deep_cifar, lambda: VPSDE(0.1, 20.0, 1000)
     ),
     "subvp_cifar_deep": ScoreSDEConfig(
-        "subvp/cifar10_ddpmpp_deep_continuous", "ddpmpp_deep_cifar", ddpmpp_deep_cifar, lambda: SubVPSDE(0.1, 20.0, 1000)
+        "subvp/cifar10_ddpmpp_deep_continuous", "ddpmpp_deep_cifar", ddpmpp_deep_cifar,
+        lambda: SubVPSDE(0.1, 20.0, 1000),
     ),
     "ve_cifar_deep": ScoreSDEConfig(
         "ve/cifar10_ncsnpp_deep_continuous", "ncsnpp_deep_cifar", ncsnpp_deep_cifar, lambda: VESDE(0.01, 50.0, 1000)

@@ -115,7 +115,10 @@ class NoiseConditionalClassifier(nn.Module):
     def forward(self, x: Tensor, t: Tensor) -> Tensor:
         """Logits ``(B, num_classes)`` of images ``x`` ``(B, C, H, W)`` at time labels ``t`` ``(B,)``."""
         dtype = self.time_dense0.weight.dtype
-        emb = self.fourier(torch.log(t).to(dtype)) if self.fourier is not None else sinusoidal_embedding(t, self.nf).to(dtype)
+        if self.fourier is not None:
+            emb = self.fourier(torch.log(t).to(dtype))
+        else:
+            emb = sinusoidal_embedding(t, self.nf).to(dtype)
         temb = self.act(self.time_dense1(self.act(self.time_dense0(emb))))
         if not self.centered:
             x = 2 * x - 1

@@ -31,6 +31,7 @@ class CountingScore:
 
     def x0_hat(self, sde: SDE) -> Tensor:
         """Tweedie's estimate ``(x + sigma_t^2 score) / alpha_t`` at the latest evaluation."""
+        assert self.last is not None, "x0_hat before any score evaluation"
         x, t, score = self.last
         alpha, sigma = sde.marginal_coeffs(t)
         shape = (-1,) + (1,) * (x.ndim - 1)

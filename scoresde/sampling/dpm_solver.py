@@ -167,8 +167,11 @@ def _singlestep(counted: CountingScore, sde: SDE, x: Tensor, grid: List[float], 
     j = 0
     for i, k in enumerate(orders):
         s, t = i, i + 1
-        mids = [(inner.t[j + m], inner.alpha[j + m], inner.sigma[j + m], inner.lam[j + m])
-                for m in range(len(_INTERMEDIATE[k]))] if k > 1 else []
+        mids = []
+        if k > 1:
+            assert inner is not None  # a step of order > 1 put its intermediate times in `wanted`
+            mids = [(inner.t[j + m], inner.alpha[j + m], inner.sigma[j + m], inner.lam[j + m])
+                    for m in range(len(_INTERMEDIATE[k]))]
         j += len(mids)
         step = (_dpm_solver_1, _dpm_solver_2, _dpm_solver_3)[k - 1]
         x = step(counted, x, outer, s, t, mids)

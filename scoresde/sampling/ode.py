@@ -125,6 +125,7 @@ def rk45_sampler(
 
     def on_step(t: float, nfe: int) -> None:
         # The last evaluation (Dormand-Prince's FSAL stage) is at the accepted state.
+        assert counted.last is not None
         report(accepted[0], t, counted.last[0])
         accepted[0] += 1
 
