@@ -156,7 +156,8 @@ def test_gpu_script_dry_run(tmp_path):
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     out = subprocess.run(["bash", os.path.join(root, "benchmarks", "gpu.sh"), "--dry-run"], capture_output=True,
-                         text=True, env=dict(os.environ, PYTHON=sys.executable, TORCHINDUCTOR_CACHE_DIR=str(tmp_path)), timeout=1800)
+                         text=True, timeout=1800,
+                         env=dict(os.environ, PYTHON=sys.executable, TORCHINDUCTOR_CACHE_DIR=str(tmp_path)))
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     assert "| side | s/step" in out.stdout and "images/s" in out.stdout
     rows = [line for line in out.stdout.splitlines() if line.startswith("| fp32 |") or line.startswith("| bf16")]
