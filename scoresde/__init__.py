@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from . import metrics, toy
 from .guidance import classifier_free_guidance, classifier_guidance, colorize, inpaint
-from .likelihood import bits_per_dim, likelihood, log_likelihood
+from .likelihood import bits_per_dim, log_likelihood
+from .likelihood import likelihood as likelihood_result  # scoresde.likelihood stays the module
 from .losses import ddpm_loss, discrete_dsm_loss, dsm_loss, smld_loss
 from .models.adapter import get_cond_score_fn, get_log_prob_fn, get_score_fn
 from .run import load_run
@@ -28,7 +29,7 @@ __all__ = [
     "encode",
     "decode",
     "log_likelihood",
-    "likelihood",
+    "likelihood_result",
     "bits_per_dim",
     "get_score_fn",
     "get_cond_score_fn",

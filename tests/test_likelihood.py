@@ -19,10 +19,10 @@ from scoresde import (
     bits_per_dim,
     decode,
     encode,
-    likelihood,
     log_likelihood,
     toy,
 )
+from scoresde.likelihood import likelihood
 
 F64 = torch.float64
 SDES = {"vp": VPSDE(), "subvp": SubVPSDE(), "ve": VESDE(), "rf": RectifiedFlow()}
@@ -168,3 +168,14 @@ def test_bad_input():
         bits_per_dim(fn, sde, torch.rand(2, 3))
     with pytest.raises(ValueError, match="data_range"):
         bits_per_dim(fn, sde, torch.zeros(2, 3), data_range=(1.0, -1.0))
+
+
+def test_the_likelihood_module_is_not_shadowed_by_a_function():
+    import importlib
+    import types
+
+    import scoresde
+
+    module = importlib.import_module("scoresde.likelihood")
+    assert isinstance(scoresde.likelihood, types.ModuleType) and scoresde.likelihood is module
+    assert scoresde.likelihood_result is module.likelihood

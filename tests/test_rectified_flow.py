@@ -17,7 +17,8 @@ import math
 import pytest
 import torch
 
-from scoresde import RectifiedFlow, likelihood, sample, toy
+from scoresde import RectifiedFlow, sample, toy
+from scoresde.likelihood import likelihood
 from scoresde.sampling import (
     ddim_sampler,
     dpm_solver_pp_sampler,
