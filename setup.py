@@ -47,6 +47,12 @@ setup(
         # scoresde.models.from_diffusers builds a scheduler from a bare config with diffusers;
         # the adapters themselves need only the objects passed to them.
         "diffusers": ["diffusers==0.42.1"],
+        # The peers of `python benchmarks/samplers.py --peers`: diffusers' schedulers, and
+        # k-diffusion's sampling module, which needs torchdiffeq. k-diffusion itself is not
+        # listed: its own requirements (torchvision, CLIP, wandb, ...) are never used by the
+        # module the benchmark loads, so install it with
+        # `pip install --no-deps k-diffusion==0.1.1` (an extra cannot say --no-deps).
+        "bench": ["diffusers==0.42.1", "torchdiffeq==0.2.5"],
     },
     entry_points={
         "console_scripts": [

@@ -4,6 +4,9 @@
     python benchmarks/samplers.py --quick         # a few budgets, one SDE per problem
     python benchmarks/samplers.py --samplers DPM,EDM,adaptive --no-overhead
                                                   # the fast samplers only (docs/fast_samplers.md)
+    python benchmarks/samplers.py --peers [--workdir RUN ...]
+                                                  # the fixed-budget default against every
+                                                  # diffusers / k-diffusion sampler (benchmarks/peers.py)
 
 Problems:
   ring      the 8-mode 2-D ring (scoresde.toy.ring, 4000 samples). Metric: sliced W2 between
@@ -34,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 import time
 from typing import Callable, Dict, List, Tuple
@@ -365,6 +369,28 @@ def print_markdown(rows: List[Dict]) -> None:
         print("| " + " | ".join(fmt(r[k]) if isinstance(r[k], float) else str(r[k]) for k in keys) + " |")
 
 
+def peers_main(args) -> int:
+    """``--peers``: the side-by-side table of benchmarks/peers.py."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import peers
+
+    torch.set_num_threads(args.threads)
+    budgets = [int(n) for n in args.nfes.split(",")] if args.nfes else peers.BUDGETS
+    problems = [peers.gaussian_problem(batch=20 if args.quick else 100),
+                peers.ring_problem(batch=100 if args.quick else 500)]
+    problems += [peers.network_problem(w, batch=args.model_batch or 32) for w in args.workdir]
+    rows = []
+    for problem in problems:
+        rows += peers.compare(problem, budgets, log=lambda line: print(line, flush=True))
+    print("\n### The fixed-budget default against the best peer (relative RMS error; "
+          "ratio > 1: ours is more accurate)\n")
+    print_markdown(rows)
+    if not args.no_overhead:
+        print(f"\n### Overhead per NFE at batch 1 (3072-D; load average {os.getloadavg()[0]:.2f})\n")
+        print_markdown(peers.overhead(repeats=5 if args.quick else 20))
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="few budgets, one SDE per problem")
@@ -378,9 +404,19 @@ def main(argv=None) -> int:
     parser.add_argument("--nfes", default="", help="comma-separated NFE budgets (default 10,20,35,50,100)")
     parser.add_argument("--gauss-batch", type=int, default=GAUSS_B,
                         help="samples of the 3072-D Gaussian (gauss, flow); the variance noise has sd sqrt(2 / (B D))")
-    parser.add_argument("--workdir", default="", help="trained run for --problems model")
-    parser.add_argument("--model-batch", type=int, default=100, help="samples for --problems model")
+    parser.add_argument("--workdir", action="append", default=[],
+                        help="trained run for --problems model or --peers (repeatable with --peers)")
+    parser.add_argument("--peers", action="store_true",
+                        help="the fixed-budget default against diffusers' and k-diffusion's samplers at 5, 10, 20 "
+                             "and 50 NFE on the 3072-D Gaussian, the ring and each --workdir (benchmarks/peers.py)")
+    parser.add_argument("--model-batch", type=int, default=None,
+                        help="samples for --problems model (default 100; --peers: 32)")
     args = parser.parse_args(argv)
+    if args.peers:
+        return peers_main(args)
+    if len(args.workdir) > 1:
+        parser.error("--workdir is repeatable only with --peers")
+    args.workdir = args.workdir[0] if args.workdir else ""
     if "model" in args.problems.split(",") and not args.workdir:
         parser.error("--problems model needs --workdir DIR (a run written by python -m scoresde.train)")
     torch.set_num_threads(args.threads)
@@ -397,7 +433,7 @@ def main(argv=None) -> int:
     all_rows = []
     for problem in args.problems.split(","):
         all_rows += run_problem(problem, sdes, steps, tols, args.quick, args.max_nfe, only, nfes, sde_tols,
-                                args.gauss_batch, args.workdir, args.model_batch)
+                                args.gauss_batch, args.workdir, args.model_batch or 100)
     for problem in args.problems.split(","):
         print(f"\n### {problem}\n")
         print_markdown([{k: v for k, v in r.items() if k != "problem"} for r in all_rows if r["problem"] == problem])

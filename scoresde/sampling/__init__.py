@@ -44,6 +44,7 @@ from .ode import (
     rk45_sampler,
     scipy_rk45_sampler,
 )
+from .optimize import SCHEDULE_METHODS, optimize_schedule
 from .pc import (
     CORRECTORS,
     PREDICTORS,
@@ -97,6 +98,8 @@ __all__ = [
     "edm_sigmas",
     "edm_rho_grid",
     "vp_quadratic_grid",
+    "optimize_schedule",
+    "SCHEDULE_METHODS",
     "euler_maruyama_predictor",
     "reverse_diffusion_predictor",
     "ancestral_predictor",

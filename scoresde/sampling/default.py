@@ -8,10 +8,18 @@ from typing import Any, Dict, List, Tuple
 #: budget is at least ``n`` is used, with ``steps=n`` score evaluations before the final
 #: denoising one (``n + 1`` in all).
 BUDGET_DEFAULTS: List[Tuple[float, str, Dict[str, Any]]] = [
-    # iPNDM-3: never diverges at 3-9 steps and is the most accurate there on most problems.
-    (9, "ipndm", dict(order=3, skip_type="vp_quadratic")),
-    # tAB-DEIS-3: fourth order; the most accurate at 19 steps on most problems.
-    (float("inf"), "deis", dict(order=3, skip_type="vp_quadratic")),
+    # Each row is the setting whose worst ratio to the best peer sampler (diffusers 0.42.1 and
+    # k-diffusion 0.1.1, ~70 settings) was the smallest over four problems (the 3072-D Gaussian,
+    # the ring, trained digits and Fashion-MNIST networks) at 5, 10, 20 and 50 NFE;
+    # `python benchmarks/samplers.py --peers` (docs/fast_samplers.md, "The fixed-budget default").
+    # 5 NFE: iPNDM-3, DDIM's time-quadratic grid carried to any SDE.
+    (6, "ipndm", dict(order=3, skip_type="vp_quadratic")),
+    # 10 NFE: iPNDM-3 on Karras et al.'s rho = 7 noise levels.
+    (14, "ipndm", dict(order=3, skip_type="edm_rho")),
+    # 20 NFE: UniPC-3 (data prediction, B(h) = h) on the log-SNR grid.
+    (34, "unipc", dict(order=3, variant="bh1", prediction="data", skip_type="logSNR")),
+    # 50 NFE: tAB-DEIS-3 on the log-SNR grid.
+    (float("inf"), "deis", dict(order=3, skip_type="logSNR")),
 ]
 
 

@@ -74,25 +74,51 @@ def _difference_weights(h: float, rs: List[float], prediction: str, variant: str
     if len(rs) == 1:
         return [UNIPC_VARIANTS[variant](h, z) / (2 * rs[0])]
     K = len(rs)
-    vander = torch.tensor([[r ** k for r in rs] for k in range(1, K + 1)], dtype=torch.float64)
-    rhs = torch.tensor([math.factorial(k) * h * phi(k + 1, z) for k in range(1, K + 1)],
-                       dtype=torch.float64)
-    return torch.linalg.solve(vander, rhs).tolist()
+    vander = [[r ** k for r in rs] for k in range(1, K + 1)]
+    rhs = [math.factorial(k) * h * phi(k + 1, z) for k in range(1, K + 1)]
+    return _solve(vander, rhs)
+
+
+def _solve(a: List[List[float]], b: List[float]) -> List[float]:
+    """``a^-1 b`` for a small dense system, by Gaussian elimination with partial pivoting on
+    host floats (a 2x2 or 3x3 Vandermonde system per step: a torch solve would cost more
+    than the step's tensor arithmetic at small batches)."""
+    n = len(b)
+    m = [row[:] + [v] for row, v in zip(a, b)]
+    for c in range(n):
+        pivot = max(range(c, n), key=lambda r: abs(m[r][c]))
+        m[c], m[pivot] = m[pivot], m[c]
+        for r in range(c + 1, n):
+            f = m[r][c] / m[c][c]
+            m[r] = [x - f * y for x, y in zip(m[r], m[c])]
+    out = [0.0] * n
+    for r in range(n - 1, -1, -1):
+        out[r] = (m[r][n] - sum(m[r][k] * out[k] for k in range(r + 1, n))) / m[r][r]
+    return out
 
 
 def _exponential_update(x: Tensor, sch: Schedule, s: int, t: int, m_s: Tensor, rs: List[float],
-                        diffs: List[Tensor], prediction: str, variant: str) -> Tensor:
+                        others: List[Tensor], prediction: str, variant: str) -> Tensor:
     """One step of (*) (``prediction="noise"``) or (**) (``"data"``) from ``s`` to ``t``:
     ``(alpha_t/alpha_s) x - sigma_t [h phi_1(h) m_s + sum_m c_m D_m]`` or
-    ``(sigma_t/sigma_s) x + alpha_t [h phi_1(-h) m_s + sum_m c_m D_m]``."""
+    ``(sigma_t/sigma_s) x + alpha_t [h phi_1(-h) m_s + sum_m c_m D_m]``, with the differences
+    ``D_m = others[m] - m_s`` of the model values ``others`` at ``r_m = rs[m]``, folded into
+    ``(h phi_1 - sum_m c_m) m_s + sum_m c_m others[m]`` (one fused multiply-add per value:
+    at small batches each tensor operation costs more than the arithmetic)."""
     h = sch.lam[t] - sch.lam[s]
     noise = prediction == "noise"
-    total = (math.expm1(h) if noise else -math.expm1(-h)) * m_s
-    for c, d in zip(_difference_weights(h, rs, prediction, variant), diffs):
-        total = total + c * d
+    weights = _difference_weights(h, rs, prediction, variant)
+    first = (math.expm1(h) if noise else -math.expm1(-h)) - sum(weights)
     if noise:
-        return (sch.alpha[t] / sch.alpha[s]) * x - sch.sigma[t] * total
-    return (sch.sigma[t] / sch.sigma[s]) * x + sch.alpha[t] * total
+        out = x * (sch.alpha[t] / sch.alpha[s])
+        scale = -sch.sigma[t]
+    else:
+        out = x * (sch.sigma[t] / sch.sigma[s])
+        scale = sch.alpha[t]
+    out.add_(m_s, alpha=scale * first)
+    for c, m in zip(weights, others):
+        out.add_(m, alpha=scale * c)
+    return out
 
 
 @torch.no_grad()
@@ -173,15 +199,14 @@ def unipc_sampler(
             p = min(p, steps - i)
         h = sch.lam[t] - sch.lam[s]
         rs = [(lam - sch.lam[s]) / h for lam in lams[1:p]]
-        diffs = [m - models[0] for m in models[1:p]]
         # Predictor UniP-p.
-        x_pred = _exponential_update(x, sch, s, t, models[0], rs, diffs, prediction, variant)
+        x_pred = _exponential_update(x, sch, s, t, models[0], rs, models[1:p], prediction, variant)
         if t == steps:
             x = x_pred
         else:
             # Model at the predicted point (the next step's NFE), then corrector UniC-p.
             m_t = model_value(counted, x_pred, sch, t, prediction)
-            x = _exponential_update(x, sch, s, t, models[0], rs + [1.0], diffs + [m_t - models[0]],
+            x = _exponential_update(x, sch, s, t, models[0], rs + [1.0], models[1:p] + [m_t],
                                     prediction, variant)
             lams = [sch.lam[t]] + lams[:order - 1]
             models = [m_t] + models[:order - 1]
