@@ -84,9 +84,9 @@ def _run(counted, sde: SDE, x: Tensor, grid: List[float], weights: List[List[flo
     depth = max(len(row) for row in weights)
     for i, row in enumerate(weights):
         score = counted(sch.alpha[i] * x_hat, full_time(sch.t[i], x_hat))
-        history = [-sch.sigma[i] * score] + history[:depth - 1]
+        history = [score.mul(-sch.sigma[i])] + history[:depth - 1]
         for c, e in zip(row, history):
-            x_hat = x_hat + c * e
+            x_hat.add_(e, alpha=c)  # one fused operation per term (small batches)
         report(i, sch.t[i + 1], sch.alpha[i + 1] * x_hat)
     report.close()
     return sch.alpha[-1] * x_hat
