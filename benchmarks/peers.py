@@ -20,7 +20,7 @@ How the peers see a scoresde score function (their own code runs unchanged):
   evaluated at the time of the noise level the scheduler itself uses at that call
   (``scheduler.sigmas[step_index]``; from the table at the integer timestep for the
   schedulers without ``sigmas``), which is exact even where diffusers would round a Karras
-  noise level to an integer timestep (in our favour of the peer). A scheduler that stops at
+  noise level to an integer timestep (in the peer's favour). A scheduler that stops at
   ``eps`` (DEIS, PNDM) gets the same denoising step as ours, counted.
 
 Install the peers with ``pip install diffusers==0.42.1 && pip install --no-deps
@@ -179,6 +179,7 @@ D_SCHEDULERS = {
     "DPM++ 3S": ("DPMSolverSinglestepScheduler", dict(solver_order=3)),
     "UniPC-2 bh2": ("UniPCMultistepScheduler", dict(solver_order=2)),
     "UniPC-3 bh2": ("UniPCMultistepScheduler", dict(solver_order=3)),
+    # NaN in diffusers 0.42.1 whatever the model output (its default final step to sigma = 0).
     "UniPC-3 bh1": ("UniPCMultistepScheduler", dict(solver_order=3, solver_type="bh1")),
     "UniPC-3 bh2 Karras": ("UniPCMultistepScheduler", dict(solver_order=3, use_karras_sigmas=True)),
     "DEIS-2": ("DEISMultistepScheduler", dict(solver_order=2)),
