@@ -322,11 +322,11 @@ BUDGETS = [5, 10, 20, 50]
 
 def default_runner(p: Problem, nfe: int) -> Tuple[torch.Tensor, int]:
     """What a user gets: ``sample(score_fn, sde, shape, pc=False, steps=nfe - 1)``."""
-    from scoresde.sampling import BUDGET_DEFAULTS, SAMPLERS, budget_default
+    from scoresde.sampling import sample
 
-    assert BUDGET_DEFAULTS, "the fixed-budget default table is empty"
-    name, kwargs = budget_default(nfe - 1)
-    return SAMPLERS[name].fn(p.score_fn, p.sde, tuple(p.x_T.shape), x_T=p.x_T, eps=p.eps, **kwargs)
+    counted = Counted(p.score_fn)
+    x = sample(counted, p.sde, tuple(p.x_T.shape), pc=False, steps=nfe - 1, x_T=p.x_T, eps=p.eps)
+    return x, counted.nfe
 
 
 def compare(problem: Problem, budgets: List[int] = BUDGETS, log=print) -> List[Dict]:

@@ -254,5 +254,7 @@ def test_fixed_budget_default(nfe):
         exact = data.flow(z, sde, torch.ones(8, dtype=F64), torch.full((8,), 1e-3, dtype=F64))
         target = denoise_step(data.score_fn(sde), sde, exact, 1e-3)
         rel = ((x - target).pow(2).mean() / (target - data.mean).pow(2).mean()).sqrt().item()
-        assert rel < {3: 0.2, 5: 0.05, 10: 0.03, 20: 0.01, 50: 5e-4}[nfe], (sde, nfe, rel)
+        # 7-14 steps stop at sigma / alpha = 0.045 and denoise there: a bias of about
+        # 0.045^2 / (smallest data variance 0.05) = 4% on this Gaussian.
+        assert rel < {3: 0.2, 5: 0.05, 10: 0.05, 20: 0.01, 50: 5e-4}[nfe], (sde, nfe, rel)
     assert BUDGET_DEFAULTS[-1][0] == math.inf

@@ -17,7 +17,7 @@ from ..types import ScoreFn, Shape, Tensor
 from ..utils import check_choice
 from ._common import StepCallback
 from .adaptive_sde import adaptive_sde_sampler
-from .default import BUDGET_DEFAULTS, budget_default
+from .default import BUDGET_DEFAULTS, budget_default, stop_time
 from .deis import deis_sampler, ipndm_sampler
 from .dpm_solver import dpm_solver_pp_sampler, dpm_solver_sampler
 from .edm import edm_heun_sampler
@@ -240,6 +240,8 @@ def sample(
             kwargs["method"] = sampler_kwargs.pop("sde_method", "srk")
     elif method is None and steps is not None:
         name, budget_kwargs = budget_default(steps)
+        if "stop_noise" in budget_kwargs:
+            budget_kwargs["eps"] = stop_time(sde, budget_kwargs.pop("stop_noise"), eps)
         kwargs.update(budget_kwargs)
         steps = kwargs.pop("steps")
     else:
