@@ -32,7 +32,7 @@ import torch
 from ..sde import SDE
 from ..types import Device, ScoreFn, Shape, Tensor
 from ..utils import check_choice
-from ._common import CountingScore, denoise_step, full_time, init_state
+from ._common import denoise_step, full_time, init_state
 from .deis import deis_sampler, ipndm_sampler
 from .dpm_solver import dpm_solver_pp_sampler
 from .grids import SKIP_TYPES, Schedule
@@ -151,12 +151,11 @@ def optimize_schedule(
     M = max(100, 4 * steps) if fine_steps is None else int(fine_steps)
     if M < steps:
         raise ValueError(f"fine_steps={M} is fewer than the {steps} steps to choose")
-    counted = CountingScore(score_fn)
     x = init_state(sde, shape, x_T, generator, device, dtype)
     dense = SKIP_TYPES["logSNR"](sde, eps, M * substeps + 1)
     fine = dense[::substeps]
-    path, target = _teacher(counted, sde, x, dense, substeps, eps)
-    idx = _shortest_path(_ddim_costs(counted, sde, fine, path), steps)
+    path, target = _teacher(score_fn, sde, x, dense, substeps, eps)
+    idx = _shortest_path(_ddim_costs(score_fn, sde, fine, path), steps)
     if not refine:
         return torch.tensor([fine[i] for i in idx], dtype=torch.float64)
 
@@ -164,8 +163,9 @@ def optimize_schedule(
 
     def error(times: Optional[List[float]]) -> float:
         """The solver's error at the warm-up batch's end on ``times`` (``None``: its own grid)."""
-        grid = dict(steps=steps, eps=eps) if times is None else dict(timesteps=times)
-        out, _ = solver(counted, sde, tuple(x.shape), x_T=x, **grid, **kwargs)
+        own = dict(steps=steps, eps=eps, **({"skip_type": skip_type} if skip_type else {}))
+        out, _ = solver(score_fn, sde, tuple(x.shape), x_T=x, **(own if times is None else dict(timesteps=times)),
+                        **kwargs)
         err = (out - target).flatten(1).pow(2).mean(1).sqrt().mean().item()
         return err if math.isfinite(err) else math.inf
 
