@@ -41,19 +41,9 @@ import torch
 
 from scoresde import VPSDE
 from scoresde.sampling import denoise_step
+from scoresde.sampling._common import CountingScore
 
-Runner = Callable[["Problem", int], torch.Tensor]
-
-
-class Counted:
-    """A score function that counts its evaluations."""
-
-    def __init__(self, score_fn):
-        self.score_fn, self.nfe = score_fn, 0
-
-    def __call__(self, x, t):
-        self.nfe += 1
-        return self.score_fn(x, t)
+Runner = Callable[["Problem", int], Tuple[torch.Tensor, int]]  # (samples, NFE used)
 
 
 class Problem:
@@ -141,7 +131,7 @@ def k_runner(K, sampler: str, schedule: str) -> Runner:
     fn_name, kwargs, per_step = K_SAMPLERS[sampler]
 
     def run(p: Problem, nfe: int) -> Tuple[torch.Tensor, int]:
-        counted = Counted(p.score_fn)
+        counted = CountingScore(p.score_fn)
         n = (nfe + 1) // 2 if per_step == 2 else nfe  # a two-stage step ending at 0 takes one NFE
         sigmas = k_sigmas(K, schedule, n, p.sde, p.eps).to(p.x_T.dtype)
         x = p.x_T / p.sde.marginal_coeffs(torch.tensor(p.sde.T, dtype=torch.float64))[0].item()
@@ -205,7 +195,7 @@ def d_runner(diffusers, name: str) -> Runner:
                 break
             steps = n
         sched.set_timesteps(steps)
-        counted = Counted(p.score_fn)
+        counted = CountingScore(p.score_fn)
 
         def current_sigma(tau) -> float:
             if getattr(sched, "sigmas", None) is not None and hasattr(sched, "step_index"):
@@ -324,7 +314,7 @@ def default_runner(p: Problem, nfe: int) -> Tuple[torch.Tensor, int]:
     """What a user gets: ``sample(score_fn, sde, shape, pc=False, steps=nfe - 1)``."""
     from scoresde.sampling import sample
 
-    counted = Counted(p.score_fn)
+    counted = CountingScore(p.score_fn)
     x = sample(counted, p.sde, tuple(p.x_T.shape), pc=False, steps=nfe - 1, x_T=p.x_T, eps=p.eps)
     return x, counted.nfe
 
