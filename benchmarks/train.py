@@ -147,7 +147,7 @@ def our_runner(device: str, batch: int, official_model=None, tiny=False, bf16=Fa
         loss.backward()
         for group in optimizer.param_groups:
             group["lr"] = o.lr * min((counter[0] + 1) / max(o.warmup, 1), 1.0)
-        torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=o.grad_clip)
+        precision.clip_grad_norm_(model.parameters(), max_norm=o.grad_clip)
         optimizer.step()
         ema.update(model.parameters())
         counter[0] += 1

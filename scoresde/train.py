@@ -156,7 +156,7 @@ def main(config: ml_collections.ConfigDict, workdir: str, *, device: Optional[st
             for group in optimizer.param_groups:
                 group["lr"] = config.optim.lr * min((step + 1) / max(config.optim.warmup, 1), 1.0)
             if config.optim.grad_clip >= 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=config.optim.grad_clip)
+                precision.clip_grad_norm_(model.parameters(), max_norm=config.optim.grad_clip)
             optimizer.step()
             ema.update(model.parameters())
             step += 1

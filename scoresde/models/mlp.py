@@ -15,7 +15,7 @@ from torch import nn
 
 from ..types import Tensor
 from ..utils import check_choice
-from .layers import ACTIVATIONS, GaussianFourierProjection, dense, sinusoidal_embedding
+from .layers import ACTIVATIONS, Dropout, GaussianFourierProjection, dense, sinusoidal_embedding
 
 __all__ = ["MLP", "ResidualMLP"]
 
@@ -165,7 +165,7 @@ class _ResidualBlock(nn.Module):
         self.norm = nn.LayerNorm(width)
         self.fc0 = dense(width, width)
         self.temb_proj = dense(width, width)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.fc1 = dense(width, width, init_scale=0.0)
 
     def forward(self, h: Tensor, temb: Tensor) -> Tensor:
