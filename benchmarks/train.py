@@ -4,6 +4,7 @@
     python benchmarks/train.py --variants fp32,fp32-contiguous,fp32-loop-adam   # what each choice buys
     python benchmarks/train.py --memory                # also peak memory, one fresh process per variant
     python benchmarks/train.py --device cuda --batch 128
+    python benchmarks/train.py --kernels               # our step's own kernels against torch's
 
 Both sides train the same network (61.8M parameters) from the same weights (ours loaded from
 the official model's state dict, checked equal on a forward pass first), on the same batch
@@ -34,11 +35,12 @@ import types
 
 import torch
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
 from scoresde import precision
 from scoresde.config import load_config
 from scoresde.models import ExponentialMovingAverage, convert_score_sde_state_dict, get_score_fn
-from scoresde.models.layers import upfirdn2d
+from scoresde.models.layers import Dropout, group_norm, norm_act, upfirdn2d
 from scoresde.run import make_model, make_objective, make_optimizer, make_sampler, make_sde
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -225,6 +227,55 @@ def sampling_rate(args, steps: int):
           f"{args.batch / (per_step * full):.3g} images/s; load {_load()}")
 
 
+def kernels(args) -> None:
+    """Our training step's own kernels against the torch operations they replace, alternating
+    in one process on DDPM++'s shapes: GroupNorm+SiLU and dropout (forward and backward, on a
+    ``--batch`` x 128 x 32 x 32 channels_last map, float32 and bf16) and gradient clipping
+    (over gradients shaped like the 61.8M weights)."""
+    device = torch.device(args.device)
+    x32 = torch.randn(args.batch, 128, 32, 32, device=device).contiguous(memory_format=torch.channels_last)
+    norm = group_norm(128).to(device)
+    model = precision.to_channels_last(make_model(our_config()).to(device))
+    params = list(model.parameters())
+    for p in params:  # channels_last where the trainer has it
+        p.grad = torch.randn_like(p)
+    precision.clip_grad_norm_(params, 1.0)  # norm 1: later calls leave the gradients as they are
+
+    def recomputed(h):
+        return checkpoint(lambda a: F.silu(norm(a)), h, use_reentrant=False, preserve_rng_state=False)
+
+    def fwd_bwd(f, x):
+        x = x.detach().requires_grad_(True)
+        y = f(x)
+        y.backward(torch.ones_like(y))
+
+    cases = []
+    for dtype in (torch.float32, torch.bfloat16):
+        x = x32.to(dtype)
+        name = str(dtype).replace("torch.", "")
+        # torch's own way to keep only the input: activation checkpointing.
+        cases.append((f"GroupNorm+SiLU fwd+bwd, recomputed, {name}", lambda x=x: fwd_bwd(recomputed, x),
+                      lambda x=x: fwd_bwd(lambda h: norm_act(norm, F.silu, h), x)))
+        cases.append((f"dropout 0.1 fwd+bwd, {name}", lambda x=x: fwd_bwd(torch.nn.Dropout(0.1), x),
+                      lambda x=x: fwd_bwd(Dropout(0.1), x)))
+    cases.append(("gradient clipping, 61.8M weights", lambda: torch.nn.utils.clip_grad_norm_(params, 1.0),
+                  lambda: precision.clip_grad_norm_(params, 1.0)))
+    print(f"torch {torch.__version__}, {args.device}, {torch.get_num_threads()} threads, median of "
+          f"{args.steps * 4} alternating calls; load before: {_load()}\n")
+    print("| kernel | torch (ms) | ours (ms) | speed-up |")
+    print("| --- | ---: | ---: | ---: |")
+    for label, theirs, ours in cases:
+        times = {"torch": [], "ours": []}
+        for r in range(2 + args.steps * 4):
+            for side, f in (("torch", theirs), ("ours", ours))[:: 1 if r % 2 else -1]:
+                seconds = timed(lambda _: f(), None, args.device)
+                if r >= 2:
+                    times[side].append(seconds)
+        t, o = statistics.median(times["torch"]), statistics.median(times["ours"])
+        print(f"| {label} | {1e3 * t:.2f} | {1e3 * o:.2f} | {t / o:.2f}x |")
+    print(f"\nload after: {_load()}")
+
+
 def timed(step, x, device: str) -> float:
     if device.startswith("cuda"):
         torch.cuda.synchronize()
@@ -293,6 +344,8 @@ def main(argv=None) -> int:
                         help="folder of a score_sde_pytorch checkout")
     parser.add_argument("--sample-steps", type=int, default=0,
                         help="also time this many steps of the recipe's sampler (0: no)")
+    parser.add_argument("--kernels", action="store_true",
+                        help="time our step's own kernels against torch's (no training step)")
     parser.add_argument("--tiny", action="store_true", help="a tiny DDPM++ (checks the script, measures nothing)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -304,6 +357,9 @@ def main(argv=None) -> int:
         child(args.child, args)
         return 0
     torch.set_num_threads(args.threads)
+    if args.kernels:
+        kernels(args)
+        return 0
     runners = build(names, args)
     if "official" not in runners:
         print(f"official score_sde_pytorch not found in {args.official}: timing ours alone "

@@ -7,8 +7,9 @@ Each piece keeps the step's mathematics; only bf16 changes its rounding:
 * :func:`adam_options` asks for torch's fused Adam kernel (one pass over the parameters
   instead of a dozen per-tensor operations); the update is Adam's, the same formula.
 * :func:`clip_grad_norm_` is ``torch.nn.utils.clip_grad_norm_`` (the L2 norm over all
-  gradients), with each gradient's squared norm taken as one BLAS dot product (4.5x faster on
-  the CPU than torch's per-tensor norm kernel; the same norm to float32 rounding).
+  gradients), with each gradient's squared norm taken as one BLAS dot product, faster on the
+  CPU than torch's per-tensor norm kernel (``benchmarks/train.py --kernels``); the same norm
+  to float32 rounding.
 * :func:`compile_model` is ``torch.compile`` (optional: it compiles for minutes before the
   first step, so it pays off only on long runs).
 * :func:`autocast` runs the network's forward pass in bfloat16 where the hardware computes it

@@ -117,7 +117,7 @@ class _GroupNormAct(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor], groups: int, eps: float,
                 act: Callable[[Tensor], Tensor]) -> Tensor:
-        N, C, HxW = x.shape[0], x.shape[1], x[0, 0].numel()
+        N, C, HxW = x.shape[0], x.shape[1], math.prod(x.shape[2:])
         y, mean, rstd = torch.ops.aten.native_group_norm(x, weight, bias, N, C, HxW, groups, eps)
         ctx.save_for_backward(x, weight, bias, mean, rstd)
         ctx.groups, ctx.eps, ctx.act = groups, eps, act
@@ -127,16 +127,19 @@ class _GroupNormAct(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad: Tensor):  # type: ignore[override]
         x, weight, bias, mean, rstd = ctx.saved_tensors
-        N, C, HxW = x.shape[0], x.shape[1], x[0, 0].numel()
+        N, C, HxW = x.shape[0], x.shape[1], math.prod(x.shape[2:])
         # Recompute y = group_norm(x) (the forward's own kernel: the same values), then
-        # back through the activation.
+        # back through the activation (SiLU by its derivative kernel, others by autograd).
         y = torch.ops.aten.native_group_norm(x, weight, bias, N, C, HxW, ctx.groups, ctx.eps)[0]
-        with torch.enable_grad():
-            y.requires_grad_(True)
-            (grad_y,) = torch.autograd.grad(ctx.act(y), y, grad)
+        if ctx.act is F.silu:
+            grad_y = torch.ops.aten.silu_backward(grad, y)
+        else:
+            with torch.enable_grad():
+                y.requires_grad_(True)
+                (grad_y,) = torch.autograd.grad(ctx.act(y), y, grad)
         # torch's CPU GroupNorm backward is 2-3x slower in bf16 than in float32 on channels_last
-        # inputs (4.0 against 1.7 ms on 8x128x32x32, upcasting included): on the CPU, 16-bit
-        # inputs go through the float32 kernel (the gradients agree to 16-bit rounding).
+        # inputs (upcasting included): on the CPU, 16-bit inputs go through the float32
+        # kernel (the gradients agree to 16-bit rounding).
         dtype = x.dtype
         if x.device.type == "cpu" and dtype in (torch.bfloat16, torch.float16):
             x, grad_y = x.float(), grad_y.float()
@@ -178,11 +181,11 @@ class Dropout(nn.Dropout):
     """``nn.Dropout`` with a faster mask on the CPU, the same distribution.
 
     torch's CPU dropout multiplies by a noise tensor, 0 or ``1 / (1 - p)``, drawn with
-    ``bernoulli_`` at about 6 ns per element (6.5 ms forward on a 8x128x32x32 feature map).
-    Here each element gets 32 bits from ``random_`` instead, and is dropped when they fall
-    below ``p * 2**32``: the drop rate is ``p`` to within ``2**-32``, the output is ``x * noise``
-    with the same noise values in ``x``'s dtype, saved for the backward pass as torch does, and
-    the forward pass takes 2.5 ms. Elsewhere (CUDA, or under ``torch.compile``, which
+    ``bernoulli_`` at about 6 ns per element. Here each element gets 32 bits from ``random_``
+    instead, and is dropped when they fall below ``p * 2**32``: the drop rate is ``p`` to
+    within ``2**-32``, the output is ``x * noise`` with the same noise values in ``x``'s dtype,
+    saved for the backward pass as torch does, in about half the time forward and backward
+    (``benchmarks/train.py --kernels``). Elsewhere (CUDA, or under ``torch.compile``, which
     generates its own mask) it is ``nn.Dropout``.
     """
 
