@@ -143,9 +143,9 @@ def our_runner(device: str, batch: int, official_model=None, tiny=False, bf16=Fa
     o, counter = config.optim, [0]
 
     def step(x: torch.Tensor) -> torch.Tensor:
+        optimizer.zero_grad(set_to_none=True)
         with autocast:
             loss = step_loss(x, None, generator)
-        optimizer.zero_grad(set_to_none=True)
         loss.backward()
         for group in optimizer.param_groups:
             group["lr"] = o.lr * min((counter[0] + 1) / max(o.warmup, 1), 1.0)

@@ -218,3 +218,22 @@ def test_sample_cli_batches(tmp_path):
     with np.load(tmp_path / "b.npz") as f:
         assert f["x"].shape == (5, 2) and np.isfinite(f["x"]).all()
     assert sample_module.cli(["--workdir", str(tmp_path), "--batch-size", "0"]) == 2
+
+
+def test_last_steps_gradients_are_freed_before_the_forward_pass(tmp_path, monkeypatch):
+    """The peak of a step holds the activations, not also the previous step's gradients."""
+    from scoresde import run as run_module
+
+    seen = []
+    make_model = run_module.make_model
+
+    def watched(config):
+        model = make_model(config)
+        model.register_forward_pre_hook(
+            lambda m, args: seen.append(any(p.grad is not None for p in m.parameters())))
+        return model
+
+    monkeypatch.setattr(run_module, "make_model", watched)
+    assert run_cli(TOY[:2] + ["--config.training.n_iters=3", "--config.training.snapshot_sampling=false"],
+                   tmp_path) == 0
+    assert len(seen) >= 3 and not any(seen)
