@@ -230,8 +230,9 @@ def sampling_rate(args, steps: int):
 def kernels(args) -> None:
     """Our training step's own kernels against the torch operations they replace, alternating
     in one process on DDPM++'s shapes: GroupNorm+SiLU and dropout (forward and backward, on a
-    ``--batch`` x 128 x 32 x 32 channels_last map, float32 and bf16) and gradient clipping
-    (over gradients shaped like the 61.8M weights)."""
+    ``--batch`` x 128 x 32 x 32 channels_last map, float32 and bf16), attention (3-D inputs
+    against AttnBlock's one-head 4-D layout) and gradient clipping (over gradients shaped like
+    the 61.8M weights)."""
     device = torch.device(args.device)
     x32 = torch.randn(args.batch, 128, 32, 32, device=device).contiguous(memory_format=torch.channels_last)
     norm = group_norm(128).to(device)
@@ -258,6 +259,15 @@ def kernels(args) -> None:
                       lambda x=x: fwd_bwd(lambda h: norm_act(norm, F.silu, h), x)))
         cases.append((f"dropout 0.1 fwd+bwd, {name}", lambda x=x: fwd_bwd(torch.nn.Dropout(0.1), x),
                       lambda x=x: fwd_bwd(Dropout(0.1), x)))
+    # Attention at 16x16 (256 tokens of 256 channels): 3-D inputs (torch's math kernel) against
+    # AttnBlock's one-head 4-D layout (where torch picks its flash kernel).
+    for dtype in (torch.float32, torch.bfloat16):
+        q, k, v = (torch.randn(args.batch, 256, 256, device=device, dtype=dtype, requires_grad=True) for _ in "qkv")
+        name = str(dtype).replace("torch.", "")
+        cases.append((f"attention fwd+bwd, 3-D against one-head 4-D inputs, {name}",
+                      lambda q=q, k=k, v=v: F.scaled_dot_product_attention(q, k, v).sum().backward(),
+                      lambda q=q, k=k, v=v: F.scaled_dot_product_attention(
+                          q[:, None], k[:, None], v[:, None]).sum().backward()))
     cases.append(("gradient clipping, 61.8M weights", lambda: torch.nn.utils.clip_grad_norm_(params, 1.0),
                   lambda: precision.clip_grad_norm_(params, 1.0)))
     print(f"torch {torch.__version__}, {args.device}, {torch.get_num_threads()} threads, median of "
