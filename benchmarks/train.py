@@ -236,7 +236,7 @@ def kernels(args) -> None:
     device = torch.device(args.device)
     x32 = torch.randn(args.batch, 128, 32, 32, device=device).contiguous(memory_format=torch.channels_last)
     norm = group_norm(128).to(device)
-    model = precision.to_channels_last(make_model(our_config()).to(device))
+    model = precision.to_channels_last(make_model(our_config(args.tiny)).to(device))
     params = list(model.parameters())
     for p in params:  # channels_last where the trainer has it
         p.grad = torch.randn_like(p)

@@ -144,3 +144,21 @@ def test_attention_block_is_the_formula(channels_last):
     assert torch.allclose(ours, ref, rtol=0, atol=1e-12)
     g = torch.randn(x.shape, dtype=torch.float64)
     assert torch.allclose(torch.autograd.grad(ours, x, g)[0], torch.autograd.grad(ref, x, g)[0], rtol=0, atol=1e-12)
+
+
+def test_kernel_benchmark_runs(capsys):
+    """benchmarks/train.py --kernels prints one row per kernel and dtype (tiny sizes)."""
+    import importlib.util
+    import os
+
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks", "train.py")
+    spec = importlib.util.spec_from_file_location("bench_train", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    threads = torch.get_num_threads()
+    try:
+        assert bench.main(["--kernels", "--tiny", "--steps", "1", "--batch", "1", "--threads", "1"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and "x |" in line]
+    assert len(rows) == 7 and all(float(r.split("|")[-2].strip()[:-1]) > 0 for r in rows)
