@@ -1,29 +1,18 @@
 """The sampler benchmark's "model" problem runs end to end on a tiny trained run."""
-import importlib.util
-import os
-
 import pytest
 
 from scoresde import train
 
 pytest.importorskip("sklearn")
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _benchmark():
-    spec = importlib.util.spec_from_file_location("bench_samplers", os.path.join(ROOT, "benchmarks", "samplers.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_model_problem(tmp_path, capsys):
+def test_model_problem(tmp_path, capsys, load_benchmark):
     run = tmp_path / "run"
     assert train.cli(["--config", "vp_digits", "--config.training.n_iters=2", "--config.training.snapshot_freq=2",
                       "--config.training.log_freq=2", "--config.training.batch_size=4",
                       "--config.training.snapshot_sampling=false", "--config.model.kwargs.nf=8",
                       "--workdir", str(run)]) == 0
-    bench = _benchmark()
+    bench = load_benchmark("samplers")
     rows = bench.model_problem(str(run), ["UniPC-3 noise bh2 vpq", "DPM-Solver++(2M)"], [4, 6], batch=3)
     assert {r["sampler"] for r in rows} == {"UniPC-3 noise bh2 vpq", "DPM-Solver++(2M)",
                                             "DPM-Solver++(2M) tq", "DPM-Solver++(2M) edm_rho"}

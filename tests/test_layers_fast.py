@@ -146,15 +146,9 @@ def test_attention_block_is_the_formula(channels_last):
     assert torch.allclose(torch.autograd.grad(ours, x, g)[0], torch.autograd.grad(ref, x, g)[0], rtol=0, atol=1e-12)
 
 
-def test_kernel_benchmark_runs(capsys):
+def test_kernel_benchmark_runs(capsys, load_benchmark):
     """benchmarks/train.py --kernels prints one row per kernel and dtype (tiny sizes)."""
-    import importlib.util
-    import os
-
-    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks", "train.py")
-    spec = importlib.util.spec_from_file_location("bench_train", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_benchmark("train")
     threads = torch.get_num_threads()
     try:
         assert bench.main(["--kernels", "--tiny", "--steps", "1", "--batch", "1", "--threads", "1"]) == 0

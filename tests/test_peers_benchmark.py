@@ -1,9 +1,7 @@
 """benchmarks/peers.py drives diffusers and k-diffusion on a scoresde score function: their
 first-order samplers must reproduce our DDIM on the same grid (which checks the change of
 variables, the time table, the start and the final step), and the comparison runs end to end."""
-import importlib.util
 import math
-import os
 
 import pytest
 import torch
@@ -11,15 +9,7 @@ import torch
 from scoresde import VPSDE, toy
 from scoresde.sampling import dpm_solver_pp_sampler
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 F64 = torch.float64
-
-
-def _peers():
-    spec = importlib.util.spec_from_file_location("bench_peers", os.path.join(ROOT, "benchmarks", "peers.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _problem(peers, batch=16):
@@ -38,9 +28,9 @@ def _ddim(problem, times):
     return x, nfe
 
 
-def test_diffusers_first_order_dpm_solver_through_the_table_is_our_ddim():
+def test_diffusers_first_order_dpm_solver_through_the_table_is_our_ddim(load_benchmark):
     diffusers = pytest.importorskip("diffusers")
-    peers = _peers()
+    peers = load_benchmark("peers")
     peers.D_SCHEDULERS["DPM-Solver++ 1"] = ("DPMSolverMultistepScheduler", dict(solver_order=1))
     p = _problem(peers)
     x, nfe = peers.d_runner(diffusers, "DPM-Solver++ 1")(p, 6)
@@ -53,8 +43,8 @@ def test_diffusers_first_order_dpm_solver_through_the_table_is_our_ddim():
     assert p.error(x) > 1e-3  # six DDIM steps are far from the exact flow: the match is not trivial
 
 
-def test_k_diffusion_euler_is_our_ddim():
-    peers = _peers()
+def test_k_diffusion_euler_is_our_ddim(load_benchmark):
+    peers = load_benchmark("peers")
     K = peers.load_k_diffusion_sampling()
     if K is None:
         pytest.skip("k-diffusion is not installed")
@@ -68,8 +58,8 @@ def test_k_diffusion_euler_is_our_ddim():
     assert p.error(x) > 1e-3
 
 
-def test_compare_and_overhead_run():
-    peers = _peers()
+def test_compare_and_overhead_run(load_benchmark):
+    peers = load_benchmark("peers")
     p = _problem(peers, batch=4)
     rows = peers.compare(p, [5, 10], log=lambda line: None)
     assert [r["NFE"] for r in rows] == [5, 10]
