@@ -147,10 +147,8 @@ class _GroupNormAct(torch.autograd.Function):
         fmt = torch.channels_last if x.ndim == 4 and not x.is_contiguous() and x.is_contiguous(
             memory_format=torch.channels_last) else torch.contiguous_format
         x, grad_y = x.contiguous(memory_format=fmt), grad_y.contiguous(memory_format=fmt)
-        mask = [ctx.needs_input_grad[0], weight is not None and ctx.needs_input_grad[1],
-                bias is not None and ctx.needs_input_grad[2]]
         dx, dw, db = torch.ops.aten.native_group_norm_backward(
-            grad_y, x, mean, rstd, weight, N, C, HxW, ctx.groups, mask)
+            grad_y, x, mean, rstd, weight, N, C, HxW, ctx.groups, list(ctx.needs_input_grad[:3]))
         return (None if dx is None else dx.to(dtype)), dw, db, None, None, None
 
 
