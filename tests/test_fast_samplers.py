@@ -17,6 +17,7 @@ import torch
 from scoresde import VESDE, VPSDE, SubVPSDE, sample, toy
 from scoresde.sampling import (
     ODE_METHODS,
+    SKIP_TYPES,
     adaptive_sde_sampler,
     ddim_sampler,
     denoise_step,
@@ -27,6 +28,7 @@ from scoresde.sampling import (
     edm_sigmas,
     log_snr,
     log_snr_grid,
+    log_snr_quadratic_grid,
     rk45_sampler,
     time_from_log_snr,
     time_quadratic_grid,
@@ -93,6 +95,29 @@ def test_vp_quadratic_grid():
     ve = VESDE(sigma_min=math.exp(-lam_eps), sigma_max=math.exp(-lam_T))
     np.testing.assert_allclose(log_snr(ve, vp_quadratic_grid(ve, 0.0, 9)),
                                log_snr(vp, vp_quadratic_grid(vp, 1e-3, 9)), rtol=1e-9, atol=1e-9)
+
+
+def test_log_snr_quadratic_grid():
+    """Its lambda values are the weighted mean of the log-SNR grid's and the quadratic grid's,
+    on every SDE; weight 0 and 1 are those two grids."""
+    for sde in (VPSDE(), SubVPSDE(), VESDE(), VESDE(sigma_min=0.002, sigma_max=80.0)):
+        for n in (2, 3, 12):
+            assert log_snr_quadratic_grid(sde, 1e-3, 1) == [sde.T]
+            grid = log_snr_quadratic_grid(sde, 1e-3, n)
+            assert grid[0] == sde.T and grid[-1] == 1e-3 and len(grid) == n
+            assert all(b < a for a, b in zip(grid, grid[1:]))
+            lam_a = np.array(log_snr(sde, log_snr_grid(sde, 1e-3, n)))
+            lam_b = np.array(log_snr(sde, vp_quadratic_grid(sde, 1e-3, n)))
+            np.testing.assert_allclose(log_snr(sde, grid), 0.6 * lam_a + 0.4 * lam_b, rtol=1e-9, atol=1e-9)
+            np.testing.assert_allclose(log_snr_quadratic_grid(sde, 1e-3, n, weight=0.0), log_snr_grid(sde, 1e-3, n),
+                                       rtol=1e-9, atol=1e-12)
+            np.testing.assert_allclose(log_snr_quadratic_grid(sde, 1e-3, n, weight=1.0),
+                                       vp_quadratic_grid(sde, 1e-3, n), rtol=1e-9, atol=1e-12)
+    # Longer steps in lambda at both ends than in the middle, shorter than the quadratic grid's.
+    vp = VPSDE()
+    steps = np.diff(log_snr(vp, log_snr_quadratic_grid(vp, 1e-3, 50)))
+    quadratic = np.diff(log_snr(vp, vp_quadratic_grid(vp, 1e-3, 50)))
+    assert steps[0] > steps[24] < steps[-1] and steps[0] < quadratic[0] and steps[-1] < quadratic[-1]
 
 
 def test_time_grids_and_edm_sigmas():
@@ -487,7 +512,7 @@ def test_no_nan_for_few_steps(sde_name, steps):
     for kwargs in (dict(method="dpm_solver", order=3), dict(method="dpm_solver", order=3, multistep=True),
                    dict(method="dpm_solver++"), dict(method="unipc"), dict(method="unipc", prediction="noise"),
                    dict(method="edm_heun"), dict(method="edm_heun", S_churn=40.0)):
-        for skip in ("logSNR", "time_uniform", "time_quadratic", "edm_rho", "vp_quadratic"):
+        for skip in SKIP_TYPES:
             if kwargs["method"] == "edm_heun" and skip != "logSNR":
                 continue
             extra = {} if kwargs["method"] == "edm_heun" else dict(skip_type=skip)
@@ -521,7 +546,8 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match=r"unknown order=4; valid values are: 1, 2, 3"):
         dpm_solver_pp_sampler(fn, sde, shape, order=4)
     with pytest.raises(ValueError, match=r"unknown skip_type='karras'; valid values are: 'logSNR', "
-                                         r"'time_uniform', 'time_quadratic', 'edm_rho', 'vp_quadratic'"):
+                                         r"'time_uniform', 'time_quadratic', 'edm_rho', 'vp_quadratic', "
+                                         r"'logSNR_quadratic'"):
         dpm_solver_sampler(fn, sde, shape, skip_type="karras")
     with pytest.raises(ValueError, match=r"unknown variant='bh3'; valid values are: 'bh1', 'bh2'"):
         sample(fn, sde, shape, pc=False, method="unipc", variant="bh3")

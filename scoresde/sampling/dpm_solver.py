@@ -192,7 +192,7 @@ def model_value(counted: CountingScore, x: Tensor, sch: Schedule, i: int, predic
     score = counted(x, full_time(sch.t[i], x))
     if prediction == "noise":
         return -sch.sigma[i] * score
-    return (x + sch.sigma[i] ** 2 * score) / sch.alpha[i]
+    return torch.add(x, score, alpha=sch.sigma[i] ** 2).div_(sch.alpha[i])
 
 
 def _dpm_solver_1(counted, x: Tensor, sch: Schedule, s: int, t: int, mids) -> Tensor:

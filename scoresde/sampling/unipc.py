@@ -40,6 +40,8 @@ def phi(k: int, z: float) -> float:
         for j in range(1, 30):  # |z|^30 / 30! < 1e-40
             total += term
             term *= z / (j + k)
+            if abs(term) < 1e-17 * total:  # total > 0: the rest is below float64 rounding
+                break
         return total
     value = math.expm1(z) / z
     for j in range(1, k):
@@ -57,7 +59,7 @@ UNIPC_VARIANTS: Dict[str, Callable[[float, float], float]] = {
 
 def _difference_weights(h: float, rs: List[float], prediction: str, variant: str) -> List[float]:
     """Weights ``c_m`` of the differences ``D_m = m(lambda_s + r_m h) - m(lambda_s)`` in the
-    update (*) / (**) written as ``... + sum_m c_m D_m`` (see :func:`_exponential_update`).
+    update (*) / (**) written as ``... + sum_m c_m D_m`` (see :func:`_coefficients`).
 
     The exact solution integrates the ``k``-th derivative of the model value ``m`` with the
     weight ``h^(k+1) phi_(k+1)(z)`` (``z = h`` for the noise, ``-h`` for the data prediction;
@@ -97,28 +99,21 @@ def _solve(a: List[List[float]], b: List[float]) -> List[float]:
     return out
 
 
-def _exponential_update(x: Tensor, sch: Schedule, s: int, t: int, m_s: Tensor, rs: List[float],
-                        others: List[Tensor], prediction: str, variant: str) -> Tensor:
-    """One step of (*) (``prediction="noise"``) or (**) (``"data"``) from ``s`` to ``t``:
-    ``(alpha_t/alpha_s) x - sigma_t [h phi_1(h) m_s + sum_m c_m D_m]`` or
-    ``(sigma_t/sigma_s) x + alpha_t [h phi_1(-h) m_s + sum_m c_m D_m]``, with the differences
-    ``D_m = others[m] - m_s`` of the model values ``others`` at ``r_m = rs[m]``, folded into
-    ``(h phi_1 - sum_m c_m) m_s + sum_m c_m others[m]`` (one fused multiply-add per value:
-    at small batches each tensor operation costs more than the arithmetic)."""
+def _coefficients(sch: Schedule, s: int, t: int, rs: List[float], prediction: str,
+                  variant: str) -> Tuple[float, float, List[float]]:
+    """The step ``s -> t`` of (*) (``prediction="noise"``) or (**) (``"data"``) as ``a x + b m_s
+    + sum_m c_m others[m]``: ``(alpha_t/alpha_s) x - sigma_t [h phi_1(h) m_s + sum_m w_m D_m]``
+    or ``(sigma_t/sigma_s) x + alpha_t [h phi_1(-h) m_s + sum_m w_m D_m]``, with the
+    differences ``D_m = others[m] - m_s`` of the model values at ``r_m = rs[m]`` folded into
+    the coefficients (at small batches each tensor operation costs more than the arithmetic).
+    Returns ``(a, b, [c_m])``."""
     h = sch.lam[t] - sch.lam[s]
-    noise = prediction == "noise"
     weights = _difference_weights(h, rs, prediction, variant)
-    first = (math.expm1(h) if noise else -math.expm1(-h)) - sum(weights)
-    if noise:
-        out = x * (sch.alpha[t] / sch.alpha[s])
-        scale = -sch.sigma[t]
+    if prediction == "noise":
+        a, scale, first = sch.alpha[t] / sch.alpha[s], -sch.sigma[t], math.expm1(h)
     else:
-        out = x * (sch.sigma[t] / sch.sigma[s])
-        scale = sch.alpha[t]
-    out.add_(m_s, alpha=scale * first)
-    for c, m in zip(weights, others):
-        out.add_(m, alpha=scale * c)
-    return out
+        a, scale, first = sch.sigma[t] / sch.sigma[s], sch.alpha[t], -math.expm1(-h)
+    return a, scale * (first - sum(weights)), [scale * w for w in weights]
 
 
 @torch.no_grad()
@@ -200,14 +195,20 @@ def unipc_sampler(
         h = sch.lam[t] - sch.lam[s]
         rs = [(lam - sch.lam[s]) / h for lam in lams[1:p]]
         # Predictor UniP-p.
-        x_pred = _exponential_update(x, sch, s, t, models[0], rs, models[1:p], prediction, variant)
+        a, b, cs = _coefficients(sch, s, t, rs, prediction, variant)
+        x_pred = x * a
+        for c, m in zip([b] + cs, models[:p]):
+            x_pred.add_(m, alpha=c)
         if t == steps:
             x = x_pred
         else:
-            # Model at the predicted point (the next step's NFE), then corrector UniC-p.
+            # Model at the predicted point (the next step's NFE), then corrector UniC-p: the
+            # same update with one more model value, written as a change of the predictor's.
             m_t = model_value(counted, x_pred, sch, t, prediction)
-            x = _exponential_update(x, sch, s, t, models[0], rs + [1.0], models[1:p] + [m_t],
-                                    prediction, variant)
+            _, b_c, cs_c = _coefficients(sch, s, t, rs + [1.0], prediction, variant)
+            x = torch.add(x_pred, models[0], alpha=b_c - b)
+            for c_c, c, m in zip(cs_c, cs + [0.0], models[1:p] + [m_t]):
+                x.add_(m, alpha=c_c - c)
             lams = [sch.lam[t]] + lams[:order - 1]
             models = [m_t] + models[:order - 1]
         report(i, sch.t[t], x)
