@@ -56,10 +56,18 @@ def log_snr_grid(sde: SDE, eps: float, n: int) -> List[float]:
     skip type, Lu et al. 2022, Sec. 3.3)."""
     if n == 1:
         return [float(sde.T)]
+    return _grid_of_log_snr(sde, eps, _log_snr_uniform(sde, eps, n), "log-SNR")
+
+
+def _log_snr_uniform(sde: SDE, eps: float, n: int) -> List[float]:
+    """The ``n - 2`` interior ``lambda`` values of :func:`log_snr_grid` (``n >= 2``)."""
     lam_T, lam_eps = log_snr(sde, [sde.T, eps])
-    lam = [lam_T + (lam_eps - lam_T) * i / (n - 1) for i in range(n)]
-    grid = [float(sde.T)] + time_from_log_snr(sde, lam[1:-1]) + [float(eps)]
-    return _check_decreasing(grid, "log-SNR")
+    return [lam_T + (lam_eps - lam_T) * i / (n - 1) for i in range(1, n - 1)]
+
+
+def _grid_of_log_snr(sde: SDE, eps: float, lam: List[float], what: str) -> List[float]:
+    """``T``, the times of the interior ``lambda`` values ``lam``, and ``eps``."""
+    return _check_decreasing([float(sde.T)] + time_from_log_snr(sde, lam) + [float(eps)], what)
 
 
 def time_quadratic_grid(T: float, eps: float, n: int) -> List[float]:
@@ -113,14 +121,17 @@ def vp_quadratic_grid(sde: SDE, eps: float, n: int) -> List[float]:
     """
     if n == 1:
         return [float(sde.T)]
+    return _grid_of_log_snr(sde, eps, _vp_quadratic_log_snr(sde, eps, n), "VP time-quadratic")
+
+
+def _vp_quadratic_log_snr(sde: SDE, eps: float, n: int) -> List[float]:
+    """The ``n - 2`` interior ``lambda`` values of :func:`vp_quadratic_grid` (``n >= 2``)."""
     lam_T, lam_eps = log_snr(sde, [sde.T, eps])
     # The reference VP's times of lambda(T) and lambda(eps), unclamped: a VE SDE with
     # sigma_max > e^5 reaches beyond the reference's T = 1.
     tau_T, tau_eps = _REFERENCE_VP.t_from_log_snr(torch.tensor([lam_T, lam_eps], dtype=torch.float64)).tolist()
     a, b = math.sqrt(tau_T), math.sqrt(tau_eps)
-    lam = log_snr(_REFERENCE_VP, [(a + (b - a) * i / (n - 1)) ** 2 for i in range(1, n - 1)])
-    grid = [float(sde.T)] + time_from_log_snr(sde, lam) + [float(eps)]
-    return _check_decreasing(grid, "VP time-quadratic")
+    return log_snr(_REFERENCE_VP, [(a + (b - a) * i / (n - 1)) ** 2 for i in range(1, n - 1)])
 
 
 def log_snr_quadratic_grid(sde: SDE, eps: float, n: int, weight: float = 0.4) -> List[float]:
@@ -138,9 +149,8 @@ def log_snr_quadratic_grid(sde: SDE, eps: float, n: int, weight: float = 0.4) ->
     if n == 1:
         return [float(sde.T)]
     lam = [(1 - weight) * a + weight * b
-           for a, b in zip(log_snr(sde, log_snr_grid(sde, eps, n)), log_snr(sde, vp_quadratic_grid(sde, eps, n)))]
-    grid = [float(sde.T)] + time_from_log_snr(sde, lam[1:-1]) + [float(eps)]
-    return _check_decreasing(grid, "log-SNR / quadratic")
+           for a, b in zip(_log_snr_uniform(sde, eps, n), _vp_quadratic_log_snr(sde, eps, n))]
+    return _grid_of_log_snr(sde, eps, lam, "log-SNR / quadratic")
 
 
 #: Time grids of the fast samplers by ``skip_type``: ``grid(sde, eps, n) -> n times from T to eps``.
