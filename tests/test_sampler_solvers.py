@@ -254,9 +254,11 @@ def test_fixed_budget_default(nfe):
         exact = data.flow(z, sde, torch.ones(8, dtype=F64), torch.full((8,), 1e-3, dtype=F64))
         target = denoise_step(data.score_fn(sde), sde, exact, 1e-3)
         rel = ((x - target).pow(2).mean() / (target - data.mean).pow(2).mean()).sqrt().item()
-        # 7-14 steps stop at sigma / alpha = 0.045 and denoise there: a bias of about
+        # 1-14 steps stop at sigma / alpha = 0.045 and denoise there: a bias of about
         # 0.045^2 / (smallest data variance 0.05) = 4% on this Gaussian.
+        # 20 NFE (UniPC-3 stopping at sigma / alpha = 0.02): 5e-4 to 7e-4 on the three SDEs;
+        # stopping at eps, the row before, gave 5.5e-3 on sub-VP.
         # 50 NFE (UniPC-3 on the log-SNR / quadratic grid): 3e-5 to 6e-5 on the three SDEs;
         # DEIS-3 on the log-SNR grid, the row before it, gave up to 2.2e-4.
-        assert rel < {3: 0.2, 5: 0.05, 10: 0.05, 20: 0.01, 50: 1e-4}[nfe], (sde, nfe, rel)
+        assert rel < {3: 0.2, 5: 0.05, 10: 0.05, 20: 2e-3, 50: 1e-4}[nfe], (sde, nfe, rel)
     assert BUDGET_DEFAULTS[-1][0] == math.inf

@@ -75,10 +75,8 @@ def deis_coefficients(sde: SDE, grid: List[float], order: int) -> List[List[floa
     return coeffs
 
 
-def _run(counted, sde: SDE, x: Tensor, grid: List[float], weights: List[List[float]],
-         report: StepReport) -> Tensor:
-    """``x_hat_(i+1) = x_hat_i + sum_j weights[i][j] eps_(i-j)`` on ``grid``."""
-    sch = Schedule(sde, grid)
+def _run(counted, sch: Schedule, x: Tensor, weights: List[List[float]], report: StepReport) -> Tensor:
+    """``x_hat_(i+1) = x_hat_i + sum_j weights[i][j] eps_(i-j)`` on the grid of ``sch``."""
     x_hat = x / sch.alpha[0]
     history: List[Tensor] = []  # eps at the last grid points, newest first
     depth = max(len(row) for row in weights)
@@ -130,7 +128,7 @@ def deis_sampler(
                                          timesteps=timesteps, default_steps=DEFAULT_DPM_STEPS)
     grid = grid or SKIP_TYPES[skip_type](sde, eps, steps + 1)
     report = StepReport(counted, sde, steps, progress, f"DEIS tAB{order}", callback)
-    x = _run(counted, sde, x, grid, deis_coefficients(sde, grid, order), report)
+    x = _run(counted, Schedule(sde, grid), x, deis_coefficients(sde, grid, order), report)
     return finish(counted, sde, x, eps, denoise)
 
 
@@ -172,8 +170,9 @@ def ipndm_sampler(
     counted, x, steps, eps, grid = start(score_fn, sde, shape, steps, eps, x_T, generator, device, dtype,
                                          timesteps=timesteps, default_steps=DEFAULT_DPM_STEPS)
     grid = grid or SKIP_TYPES[skip_type](sde, eps, steps + 1)
-    s = [math.exp(-lam) for lam in Schedule(sde, grid).lam]
+    sch = Schedule(sde, grid)
+    s = [math.exp(-lam) for lam in sch.lam]
     weights = [[(s[i + 1] - s[i]) * b for b in IPNDM_COEFFICIENTS[min(order, i + 1)]] for i in range(steps)]
     report = StepReport(counted, sde, steps, progress, f"iPNDM-{order}", callback)
-    x = _run(counted, sde, x, grid, weights, report)
+    x = _run(counted, sch, x, weights, report)
     return finish(counted, sde, x, eps, denoise)
