@@ -56,12 +56,19 @@ def log_snr_grid(sde: SDE, eps: float, n: int) -> List[float]:
     skip type, Lu et al. 2022, Sec. 3.3)."""
     if n == 1:
         return [float(sde.T)]
-    return _grid_of_log_snr(sde, eps, _log_snr_uniform(*log_snr(sde, [sde.T, eps]), n), "log-SNR")
+    return _grid_of_log_snr(sde, eps, _log_snr_uniform(_log_snr_ends(sde, eps), n), "log-SNR")
 
 
-def _log_snr_uniform(lam_T: float, lam_eps: float, n: int) -> List[float]:
+def _log_snr_ends(sde: SDE, eps: float) -> Tuple[float, float]:
+    """``lambda(T)`` and ``lambda(eps)``."""
+    lam_T, lam_eps = log_snr(sde, [sde.T, eps])
+    return lam_T, lam_eps
+
+
+def _log_snr_uniform(ends: Tuple[float, float], n: int) -> List[float]:
     """The ``n - 2`` interior ``lambda`` values of :func:`log_snr_grid` (``n >= 2``) between
-    ``lambda(T)`` and ``lambda(eps)``."""
+    ``ends = (lambda(T), lambda(eps))``."""
+    lam_T, lam_eps = ends
     return [lam_T + (lam_eps - lam_T) * i / (n - 1) for i in range(1, n - 1)]
 
 
@@ -121,12 +128,13 @@ def vp_quadratic_grid(sde: SDE, eps: float, n: int) -> List[float]:
     """
     if n == 1:
         return [float(sde.T)]
-    return _grid_of_log_snr(sde, eps, _vp_quadratic_log_snr(*log_snr(sde, [sde.T, eps]), n), "VP time-quadratic")
+    return _grid_of_log_snr(sde, eps, _vp_quadratic_log_snr(_log_snr_ends(sde, eps), n), "VP time-quadratic")
 
 
-def _vp_quadratic_log_snr(lam_T: float, lam_eps: float, n: int) -> List[float]:
+def _vp_quadratic_log_snr(ends: Tuple[float, float], n: int) -> List[float]:
     """The ``n - 2`` interior ``lambda`` values of :func:`vp_quadratic_grid` (``n >= 2``)
-    between ``lambda(T)`` and ``lambda(eps)``."""
+    between ``ends = (lambda(T), lambda(eps))``."""
+    lam_T, lam_eps = ends
     # The reference VP's times of lambda(T) and lambda(eps), unclamped: a VE SDE with
     # sigma_max > e^5 reaches beyond the reference's T = 1.
     tau_T, tau_eps = _REFERENCE_VP.t_from_log_snr(torch.tensor([lam_T, lam_eps], dtype=torch.float64)).tolist()
@@ -148,8 +156,8 @@ def log_snr_quadratic_grid(sde: SDE, eps: float, n: int, weight: float = 0.4) ->
     """
     if n == 1:
         return [float(sde.T)]
-    ends = log_snr(sde, [sde.T, eps])
-    lam = [(1 - weight) * a + weight * b for a, b in zip(_log_snr_uniform(*ends, n), _vp_quadratic_log_snr(*ends, n))]
+    ends = _log_snr_ends(sde, eps)
+    lam = [(1 - weight) * a + weight * b for a, b in zip(_log_snr_uniform(ends, n), _vp_quadratic_log_snr(ends, n))]
     return _grid_of_log_snr(sde, eps, lam, "log-SNR / quadratic")
 
 
