@@ -100,10 +100,9 @@ def edm_rho_grid(sde: SDE, eps: float, n: int, rho: float = 7.0) -> List[float]:
     follow :func:`edm_sigmas` between ``sigma_edm(eps)`` and ``sigma_edm(T)``."""
     if n == 1:
         return [float(sde.T)]
-    lam_T, lam_eps = log_snr(sde, [sde.T, eps])
+    lam_T, lam_eps = _log_snr_ends(sde, eps)
     sigmas = edm_sigmas(math.exp(-lam_eps), math.exp(-lam_T), n, rho)
-    grid = [float(sde.T)] + time_from_log_snr(sde, [-math.log(s) for s in sigmas[1:-1]]) + [float(eps)]
-    return _check_decreasing(grid, "EDM rho")
+    return _grid_of_log_snr(sde, eps, [-math.log(s) for s in sigmas[1:-1]], "EDM rho")
 
 
 #: ``(beta_min, beta_max)`` of the reference VP SDE of :func:`vp_quadratic_grid`: the linear
