@@ -25,6 +25,7 @@ loss or weight stops the run with exit status 3, keeping the last good checkpoin
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
@@ -32,7 +33,7 @@ import os
 import signal
 import sys
 import time
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 import ml_collections
 import torch
@@ -89,7 +90,12 @@ def main(config: ml_collections.ConfigDict, workdir: str, *, device: Optional[st
     the loss or the weights became non-finite (nothing non-finite is saved). Raises
     :class:`UsageError` for a bad config, workdir, data or checkpoint, before writing anything.
     """
-    rank, world, device = _setup_distributed(device)
+    with _process_group(device) as (rank, world, dev):
+        return _train(config, workdir, rank, world, dev, bf16, quiet)
+
+
+def _train(config: ml_collections.ConfigDict, workdir: str, rank: int, world: int, device: torch.device,
+           bf16: bool, quiet: bool) -> int:
     is_main = rank == 0
     log = (lambda *a: print(*a, flush=True)) if (is_main and not quiet) else (lambda *a: None)
     tc = config.training
@@ -112,9 +118,10 @@ def main(config: ml_collections.ConfigDict, workdir: str, *, device: Optional[st
     # The fast path (scoresde.precision): channels_last and fused Adam (from build), the data on
     # the device (above), optionally a compiled network.
     train_model = precision.compile_model(model) if tc.get("compile", False) else model
-    if world > 1:
+    if world > 1:  # DDP gets a group of its own (see _process_group)
         train_model = torch.nn.parallel.DistributedDataParallel(
-            train_model, device_ids=[device.index] if device.type == "cuda" else None)
+            train_model, device_ids=[device.index] if device.type == "cuda" else None,
+            process_group=torch.distributed.new_group())
     step_loss = make_objective(config, run.sde, train_model, rank=rank, world=world)
 
     step, window = 0, []
@@ -189,17 +196,33 @@ def main(config: ml_collections.ConfigDict, workdir: str, *, device: Optional[st
 
 # ---------------------------------------------------------------------------------------------
 # The steps of main, in the order it takes them.
-def _setup_distributed(device: Optional[str]) -> Tuple[int, int, torch.device]:
-    """Rank, world size and device; starts a process group under torchrun."""
+@contextlib.contextmanager
+def _process_group(device: Optional[str]) -> Iterator[Tuple[int, int, torch.device]]:
+    """Rank, world size and device. Under torchrun, starts the process group and destroys it on
+    the way out, which joins its worker threads.
+
+    A gloo worker thread drops its reference to a finished collective after the caller has
+    returned from it; when that collective holds tensors made in Python, dropping them takes the
+    GIL, and a thread that asks for the GIL while the interpreter shuts down aborts the process
+    ("terminate called without an active exception"; seen in CI on a rank that had finished).
+    The group of our own collectives (losses, the stop flag) is therefore destroyed before
+    :func:`main` returns. DDP runs on a second group: its reducer keeps that group alive past
+    ``destroy_process_group``, but it only reduces buckets made in C++.
+    """
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     dev = resolve_device(device)
     if dev.type == "cuda" and world > 1:
         dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         torch.cuda.set_device(dev)
-    if world > 1 and not torch.distributed.is_initialized():
+    started = world > 1 and not torch.distributed.is_initialized()
+    if started:
         torch.distributed.init_process_group("nccl" if dev.type == "cuda" else "gloo")
-    return rank, world, dev
+    try:
+        yield rank, world, dev
+    finally:
+        if started:
+            torch.distributed.destroy_process_group()
 
 
 def _check_workdir(workdir: str) -> None:

@@ -143,6 +143,36 @@ def test_ddp_two_processes_follow_the_single_process_losses(tmp_path):
         assert abs(one[step] - two[step]) <= 1e-4 * abs(one[step]), (step, one[step], two[step])
 
 
+def test_ddp_main_joins_the_threads_of_its_collectives_before_returning(tmp_path):
+    """A gloo worker thread that drops a finished collective's Python tensors while the
+    interpreter shuts down aborts the rank (SIGABRT, "terminate called without an active
+    exception"; seen in CI). main destroys the process group of its own collectives, which joins
+    that group's worker threads; DDP's group (kept alive by its reducer) may remain."""
+    args = TOY + ["--config.training.n_iters=10", "--config.training.snapshot_sampling=false", "--device", "cpu"]
+    script = tmp_path / "run.py"
+    script.write_text(
+        "import os, sys, torch\n"
+        "from scoresde import train\n"
+        "def workers():\n"
+        "    names = [open(f'/proc/self/task/{t}/comm').read().strip() for t in os.listdir('/proc/self/task')]\n"
+        "    return names.count('pt_gloo_runloop')\n"
+        "seen, all_reduce = [], torch.distributed.all_reduce\n"
+        "def counted(*args, **kwargs):\n"
+        "    seen.append(workers())\n"
+        "    return all_reduce(*args, **kwargs)\n"
+        "torch.distributed.all_reduce = counted\n"
+        f"assert train.cli({args!r} + ['--workdir', sys.argv[1]]) == 0\n"
+        "print('initialized:', torch.distributed.is_initialized(), 'workers:', max(seen), workers())\n")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script),
+           str(tmp_path / "w")]
+    done = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = [line.split() for line in done.stdout.splitlines() if line.startswith("initialized:")]
+    assert len(lines) == 2, done.stdout[-2000:]
+    for words in lines:  # initialized: False workers: <while training> <after main>
+        assert words[1] == "False" and int(words[-1]) < int(words[-2]), words
+
+
 def test_image_config_train_sample_evaluate(tmp_path, capsys):
     pytest.importorskip("sklearn")
     assert run_cli(DIGITS, tmp_path) == 0

@@ -273,36 +273,34 @@ def cli(argv: Optional[List[str]] = None) -> int:
     def body() -> int:
         from .. import data as data_lib
         from ..run import data_shape, load_run, objective, save_samples
-        from ..train import _setup_distributed
+        from ..train import _process_group
 
         args = _parser().parse_args(argv)
         _check_args(args)
-        rank, world, device = _setup_distributed(args.device)
-        if world > 1 and (args.inpaint or args.colorize):
-            raise UsageError("--inpaint and --colorize run in one process: start them without torchrun")
-        config, model, sde, step = load_run(args.workdir, checkpoint=args.checkpoint, ema=not args.no_ema,
-                                            device=str(device))
-        if objective(config) == "classifier":
-            raise UsageError(f"{args.workdir} holds a noise-conditional classifier, not a score model: "
-                             "pass it as --classifier-workdir when sampling from a score model's run")
-        with config.sampling.unlocked():
-            for key in ("method", "predictor", "corrector", "snr", "steps", "ode_method"):
-                if getattr(args, key) is not None:
-                    config.sampling[key] = getattr(args, key)
-        is_images = len(data_shape(config)) == 3
-        if (args.inpaint or args.colorize) and not is_images:
-            raise UsageError("--inpaint and --colorize work on image data; this run has toy data")
-        shape = (args.n_samples,) + data_shape(config)
-        generator = torch.Generator(device=next(model.parameters()).device).manual_seed(args.seed)
-        arrays = {}
-        try:
-            x, nfe, (out, npz) = _sample(args, config, model, sde, step, shape, generator, arrays)
-        except ValueError as exc:
-            raise UsageError(str(exc).splitlines()[0]) from None
-        except (MemoryError, torch.OutOfMemoryError):
-            raise UsageError("out of memory while sampling: lower --batch-size or --steps") from None
-        if world > 1:
-            torch.distributed.destroy_process_group()
+        with _process_group(args.device) as (rank, world, device):
+            if world > 1 and (args.inpaint or args.colorize):
+                raise UsageError("--inpaint and --colorize run in one process: start them without torchrun")
+            config, model, sde, step = load_run(args.workdir, checkpoint=args.checkpoint, ema=not args.no_ema,
+                                                device=str(device))
+            if objective(config) == "classifier":
+                raise UsageError(f"{args.workdir} holds a noise-conditional classifier, not a score model: "
+                                 "pass it as --classifier-workdir when sampling from a score model's run")
+            with config.sampling.unlocked():
+                for key in ("method", "predictor", "corrector", "snr", "steps", "ode_method"):
+                    if getattr(args, key) is not None:
+                        config.sampling[key] = getattr(args, key)
+            is_images = len(data_shape(config)) == 3
+            if (args.inpaint or args.colorize) and not is_images:
+                raise UsageError("--inpaint and --colorize work on image data; this run has toy data")
+            shape = (args.n_samples,) + data_shape(config)
+            generator = torch.Generator(device=next(model.parameters()).device).manual_seed(args.seed)
+            arrays = {}
+            try:
+                x, nfe, (out, npz) = _sample(args, config, model, sde, step, shape, generator, arrays)
+            except ValueError as exc:
+                raise UsageError(str(exc).splitlines()[0]) from None
+            except (MemoryError, torch.OutOfMemoryError):
+                raise UsageError("out of memory while sampling: lower --batch-size or --steps") from None
         if rank > 0:  # process 0 writes the gathered samples
             return 0
         if not torch.isfinite(x).all():
