@@ -263,19 +263,31 @@ def evaluate(runners: Dict[str, Runner], problem: Problem, budgets: List[int],
 
 # ----------------------------------------------------------------------------------------------
 # Problems
-def gaussian_problem(batch: int = 100, seed: int = 0) -> Problem:
-    """``N(m, 0.25 I)`` in 3072 dims under the VP SDE, float64; the tight solution is the exact
+def _gaussian_problem(name: str, data, batch: int, seed: int) -> Problem:
+    """``data`` (a ``toy.Gaussian``) under the VP SDE, float64; the tight solution is the exact
     probability-flow map of ``x_T`` to ``eps`` and the same final step."""
-    from scoresde import toy
-
-    sde, data = VPSDE(), toy.high_dim_gaussian()
+    sde = VPSDE()
     score_fn = data.score_fn(sde)
     x_T = sde.prior_sampling((batch,) + tuple(data.event_shape), generator=torch.Generator().manual_seed(seed),
                              dtype=torch.float64)
     ones = torch.ones(batch, dtype=torch.float64)
     exact = data.flow(x_T, sde, ones * sde.T, ones * 1e-3)
-    return Problem("3072-D Gaussian (VP)", sde, score_fn, x_T, denoise_step(score_fn, sde, exact, 1e-3),
+    return Problem(name, sde, score_fn, x_T, denoise_step(score_fn, sde, exact, 1e-3),
                    data.mean.reshape(data.event_shape))
+
+
+def gaussian_problem(batch: int = 100, seed: int = 0) -> Problem:
+    """``N(m, 0.25 I)`` in 3072 dims (``toy.high_dim_gaussian``)."""
+    from scoresde import toy
+
+    return _gaussian_problem("3072-D Gaussian (VP)", toy.high_dim_gaussian(), batch, seed)
+
+
+def spectrum_gaussian_problem(batch: int = 100, seed: int = 0) -> Problem:
+    """3072 dims, variances geometric in ``[1e-4, 1]`` (``toy.spectrum_gaussian``)."""
+    from scoresde import toy
+
+    return _gaussian_problem("3072-D Gaussian, variances 1e-4..1 (VP)", toy.spectrum_gaussian(), batch, seed)
 
 
 def ring_problem(batch: int = 500, seed: int = 0) -> Problem:

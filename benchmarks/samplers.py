@@ -377,6 +377,7 @@ def peers_main(args) -> int:
     torch.set_num_threads(args.threads)
     budgets = [int(n) for n in args.nfes.split(",")] if args.nfes else peers.BUDGETS
     problems = [peers.gaussian_problem(batch=20 if args.quick else 100),
+                peers.spectrum_gaussian_problem(batch=20 if args.quick else 100),
                 peers.ring_problem(batch=100 if args.quick else 500)]
     problems += [peers.network_problem(w, batch=args.model_batch or 32) for w in args.workdir]
     rows = []
@@ -408,7 +409,7 @@ def main(argv=None) -> int:
                         help="trained run for --problems model or --peers (repeatable with --peers)")
     parser.add_argument("--peers", action="store_true",
                         help="the fixed-budget default against diffusers' and k-diffusion's samplers at 5, 10, 20 "
-                             "and 50 NFE on the 3072-D Gaussian, the ring and each --workdir (benchmarks/peers.py)")
+                             "and 50 NFE on two 3072-D Gaussians, the ring and each --workdir (benchmarks/peers.py)")
     parser.add_argument("--model-batch", type=int, default=None,
                         help="samples for --problems model (default 100; --peers: 32)")
     args = parser.parse_args(argv)

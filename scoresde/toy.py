@@ -25,6 +25,7 @@ __all__ = [
     "ring",
     "checkerboard",
     "high_dim_gaussian",
+    "spectrum_gaussian",
     "correlated_gaussian",
     "PRESETS",
     "get_toy",
@@ -368,6 +369,25 @@ def high_dim_gaussian(
     return Gaussian(mean, std**2, event_shape=event_shape)
 
 
+def spectrum_gaussian(
+    event_shape: Sequence[int] = (3, 32, 32), min_var: float = 1e-4, max_var: float = 1.0,
+    mean_scale: float = 0.5, seed: int = 1,
+) -> Gaussian:
+    """Diagonal Gaussian in ``prod(event_shape)`` dims whose variances are geometric in
+    ``[min_var, max_var]``, assigned to the coordinates in a random order fixed by ``seed``,
+    with the mean of :func:`high_dim_gaussian`.
+
+    Like natural images, whose power spectrum spans several decades, it has directions that
+    carry almost no variance next to directions that carry most of it: a sampler that stops
+    at a noise level above ``sqrt(min_var)`` and denoises there shrinks the first kind towards
+    the mean, which an isotropic Gaussian does not show."""
+    D = int(math.prod(event_shape))
+    var = torch.logspace(math.log10(min_var), math.log10(max_var), D, dtype=torch.float64)
+    var = var[torch.randperm(D, generator=torch.Generator().manual_seed(seed))]
+    mean = mean_scale * torch.sin(0.7 * torch.arange(D, dtype=torch.float64))
+    return Gaussian(mean, var, event_shape=event_shape)
+
+
 def correlated_gaussian(
     dim: int = 8, min_var: float = 0.05, max_var: float = 1.0, seed: int = 0
 ) -> Gaussian:
@@ -385,6 +405,7 @@ PRESETS: Dict[str, Callable[..., _Toy]] = {
     "ring": ring,
     "checkerboard": checkerboard,
     "high_dim_gaussian": high_dim_gaussian,
+    "spectrum_gaussian": spectrum_gaussian,
     "correlated_gaussian": correlated_gaussian,
 }
 

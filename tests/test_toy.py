@@ -146,3 +146,14 @@ def test_presets_and_validation():
         r.score(torch.zeros(3, 3), torch.zeros(3), VPSDE())
     with pytest.raises(ValueError, match="positive definite"):
         toy.Gaussian(torch.zeros(2), torch.tensor([1.0, -1.0]))
+
+
+def test_spectrum_gaussian_spans_its_variance_range_in_a_fixed_random_order():
+    g = toy.spectrum_gaussian(event_shape=(4, 5), min_var=1e-3, max_var=0.5)
+    var = g.eigvals
+    assert g.dim == 20 and torch.allclose(var.min(), torch.tensor(1e-3, dtype=F64))
+    assert torch.allclose(var.max(), torch.tensor(0.5, dtype=F64))
+    ratios = var.sort().values[1:] / var.sort().values[:-1]
+    assert torch.allclose(ratios, ratios[0].expand_as(ratios))  # geometric
+    assert not torch.equal(var, var.sort().values)  # shuffled, and the same for the same seed
+    assert torch.equal(var, toy.spectrum_gaussian(event_shape=(4, 5), min_var=1e-3, max_var=0.5).eigvals)
