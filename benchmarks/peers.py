@@ -331,6 +331,46 @@ def default_runner(p: Problem, nfe: int) -> Tuple[torch.Tensor, int]:
     return x, counted.nfe
 
 
+def parse_setting(text: str) -> Tuple[str, Optional[float], Dict]:
+    """``"unipc:order=2,variant=bh2,prediction=data,skip_type=logSNR,stop_noise=0.03"`` ->
+    ``("unipc", 0.03, {"order": 2, ...})``: a sampler of ``SAMPLERS``, where to stop
+    (``sigma / alpha``; None: at ``eps``) and its keyword arguments."""
+    method, _, rest = text.partition(":")
+    kwargs: Dict = {}
+    for item in filter(None, rest.split(",")):
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise ValueError(f"setting {text!r}: {item!r} is not key=value")
+        for convert in (int, float):
+            try:
+                kwargs[key] = convert(value)
+                break
+            except ValueError:
+                pass
+        else:
+            kwargs[key] = value
+    stop = kwargs.pop("stop_noise", None)
+    return method, (None if stop in (None, "none", "eps") else float(stop)), kwargs
+
+
+def setting_runner(text: str) -> Runner:
+    """A runner of our sampler described by ``text`` (see :func:`parse_setting`): ``nfe - 1``
+    steps and the denoising step, at ``stop_noise`` if given."""
+    from scoresde.sampling import SAMPLERS, stop_time
+
+    method, stop, kwargs = parse_setting(text)
+    if method not in SAMPLERS:
+        raise ValueError(f"setting {text!r}: unknown sampler {method!r}; valid: {', '.join(SAMPLERS)}")
+
+    def run(p: Problem, nfe: int) -> Tuple[torch.Tensor, int]:
+        counted = CountingScore(p.score_fn)
+        eps = p.eps if stop is None else stop_time(p.sde, stop, p.eps)
+        x, _ = SAMPLERS[method].fn(counted, p.sde, tuple(p.x_T.shape), steps=nfe - 1, x_T=p.x_T, eps=eps,
+                                   **kwargs)
+        return x, counted.nfe
+    return run
+
+
 def compare(problem: Problem, budgets: List[int] = BUDGETS, log=print) -> List[Dict]:
     """The default and every peer on ``problem``; one row per budget with the default's error,
     the best peer (name and error) and their ratio (> 1: the default is more accurate)."""

@@ -68,3 +68,60 @@ def test_compare_and_overhead_run(load_benchmark):
         assert r["peer / default"] == pytest.approx(r["best peer error"] / r["scoresde default"])
     table = peers.overhead(nfes=(5,), repeats=1, dim=8)
     assert table[0]["sampler"] == "scoresde default" and all(r["overhead per NFE (ms)"] > 0 for r in table)
+
+
+def test_parse_setting_reads_numbers_names_and_the_stop(load_benchmark):
+    peers = load_benchmark("peers")
+    method, stop, kwargs = peers.parse_setting("unipc:order=2,variant=bh2,weight=0.4,stop_noise=0.03")
+    assert (method, stop, kwargs) == ("unipc", 0.03, {"order": 2, "variant": "bh2", "weight": 0.4})
+    assert peers.parse_setting("ipndm:order=3,stop_noise=eps")[1] is None
+    assert peers.parse_setting("ipndm") == ("ipndm", None, {})
+    with pytest.raises(ValueError, match="'order' is not key=value"):
+        peers.parse_setting("ipndm:order")
+    with pytest.raises(ValueError, match="unknown sampler 'nope'"):
+        peers.setting_runner("nope:order=2")
+
+
+def test_setting_runner_stops_where_asked_and_keeps_the_budget(load_benchmark):
+    from scoresde.sampling import SAMPLERS, stop_time
+
+    peers = load_benchmark("peers")
+    p = _problem(peers)
+    x, nfe = peers.setting_runner("ipndm:order=3,skip_type=logSNR,stop_noise=0.2")(p, 6)
+    eps = stop_time(p.sde, 0.2, p.eps)
+    ours, _ = SAMPLERS["ipndm"].fn(p.score_fn, p.sde, p.x_T.shape, steps=5, x_T=p.x_T, eps=eps, order=3,
+                                   skip_type="logSNR")
+    assert nfe == 6 and eps > 0.05 and torch.equal(x, ours)
+    at_eps, _ = peers.setting_runner("ipndm:order=3,skip_type=logSNR")(p, 6)
+    assert not torch.allclose(at_eps, x)
+
+
+def test_frechet_distance_of_the_default_search(load_benchmark):
+    search = load_benchmark("default_search")
+    a = torch.randn(500, 3, generator=torch.Generator().manual_seed(0), dtype=F64)
+    shift = torch.tensor([0.5, -1.0, 2.0], dtype=F64)
+    assert abs(search.frechet_distance(a, a)) < 1e-9
+    assert search.frechet_distance(a, a + shift) == pytest.approx(5.25, rel=1e-9)  # |shift|^2
+    # one dimension: (m1 - m2)^2 + (s1 - s2)^2, exactly for the fitted moments
+    b = 3 * a[:, :1] + 1
+    assert search.frechet_distance(a[:, :1], b) == pytest.approx(
+        (b.mean() - a[:, 0].mean()).item() ** 2 + (b.std() - a[:, 0].std()).item() ** 2, rel=1e-9)
+
+
+def test_default_search_ranks_settings_against_the_best_peer(load_benchmark, capsys):
+    search = load_benchmark("default_search")
+    peers = load_benchmark("peers")
+    search.PROBLEMS["gauss4"] = lambda: _problem(peers, batch=8)
+    assert search.main(["--nfe", "5", "--problems", "gauss4", "--settings", "ipndm:order=3,skip_type=logSNR",
+                        "--stops", "eps,0.2"]) == 0
+    out = capsys.readouterr().out
+    rows = [line.split(" | ") for line in out.splitlines() if line.startswith("| ipndm") or
+            line.startswith("| the default")]
+    assert sorted(r[0] for r in rows) == ["| ipndm:order=3,skip_type=logSNR,stop_noise=0.2",
+                                          "| ipndm:order=3,skip_type=logSNR,stop_noise=eps", "| the default"]
+    worst = [float(r[-1].strip(" |")) for r in rows]
+    assert worst == sorted(worst) and all(w > 0 for w in worst)
+    # the default's ratio is its error over the best peer's, as in peers.compare
+    row = peers.compare(_problem(peers, batch=8), [5], log=lambda line: None)[0]
+    default = next(float(r[1]) for r in rows if r[0] == "| the default")
+    assert default == pytest.approx(row["scoresde default"] / row["best peer error"], abs=0.006)
