@@ -54,20 +54,19 @@ def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a.mean(0) - b.mean(0)).pow(2).sum() + ca.trace() + cb.trace() - 2 * cross)
 
 
-def quality(workdir: str, nfe: int, runners: Dict[str, peers.Runner], n: int) -> None:
-    """The ``--quality`` table of one run (see the module docstring)."""
+def quality(workdir: str, network: peers.Problem, nfe: int, runners: Dict[str, peers.Runner], n: int) -> None:
+    """The ``--quality`` table of one run, whose network ``network`` (a problem of
+    ``peers.network_problem``) already holds (see the module docstring)."""
     from scoresde.data import load_dataset, to_model_range
-    from scoresde.models import get_score_fn
-    from scoresde.run import data_shape, load_run
+    from scoresde.run import read_config
     from scoresde.sampling import sample
 
-    config, model, sde, step = load_run(workdir, device="cpu")
-    score_fn = get_score_fn(model, sde)
-    shape = (n,) + tuple(data_shape(config))
+    config, sde = read_config(workdir), network.sde
+    shape = (n,) + tuple(network.x_T.shape[1:])
     x_T = sde.prior_sampling(shape, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        tight = sample(score_fn, sde, shape, pc=False, steps=99, x_T=x_T, eps=1e-3)
-    problem = peers.Problem(f"{config.data.dataset} network ({step} steps)", sde, score_fn, x_T, tight)
+        tight = sample(network.score_fn, sde, shape, pc=False, steps=99, x_T=x_T, eps=1e-3)
+    problem = peers.Problem(network.name, sde, network.score_fn, x_T, tight)
     data = to_model_range(load_dataset(config.data.dataset, split="train").images, config.data.centered)
     print(f"\n### {problem.name}: {n} samples at {nfe} NFE; the training images' mean pixel variance "
           f"{float(data.double().var(0).mean()):.4f}\n")
@@ -110,7 +109,7 @@ def main(argv=None) -> int:
             parser.error("; ".join(notes))
         theirs = peers.evaluate(runners, problem, [args.nfe])
         best_error, best_name = min((row[args.nfe], name) for name, row in theirs.items())
-        best_peers.append((problem.name, best_name, best_error))
+        best_peers.append((problem.name, best_name, best_error, runners[best_name]))
         for name, row in peers.evaluate(ours, problem, [args.nfe]).items():
             ratios[name].append(row[args.nfe] / best_error)
 
@@ -120,13 +119,13 @@ def main(argv=None) -> int:
     for name, row in sorted(ratios.items(), key=lambda item: max(item[1])):
         print(f"| {name} | " + " | ".join(f"{r:.2f}" for r in row) + f" | {max(row):.2f} |")
     print("\n| problem | best peer | its error |\n| --- | --- | ---: |")
-    for problem_name, peer_name, error in best_peers:
+    for problem_name, peer_name, error, _ in best_peers:
         print(f"| {problem_name} | {peer_name} | {error:.4g} |")
 
     if args.quality:
-        for workdir, problem, (_, peer_name, _) in zip(args.workdir, problems[len(names):], best_peers[len(names):]):
-            runners, _ = peers.peer_runners(problem.sde)
-            quality(workdir, args.nfe, {**ours, peer_name: runners[peer_name]}, args.quality)
+        for workdir, problem, (_, peer_name, _, peer) in zip(args.workdir, problems[len(names):],
+                                                             best_peers[len(names):]):
+            quality(workdir, problem, args.nfe, {**ours, peer_name: peer}, args.quality)
     return 0
 
 

@@ -365,8 +365,12 @@ def high_dim_gaussian(
     """Isotropic Gaussian ``N(m, std^2 I)`` in ``prod(event_shape)`` dims (3072 by default),
     with the fixed mean ``m_k = mean_scale * sin(0.7 k)`` (image-like values in [-0.5, 0.5])."""
     D = int(math.prod(event_shape))
-    mean = mean_scale * torch.sin(0.7 * torch.arange(D, dtype=torch.float64))
-    return Gaussian(mean, std**2, event_shape=event_shape)
+    return Gaussian(_sine_mean(D, mean_scale), std**2, event_shape=event_shape)
+
+
+def _sine_mean(D: int, mean_scale: float) -> Tensor:
+    """``m_k = mean_scale * sin(0.7 k)``, ``k < D``: the mean of the 3072-D Gaussians."""
+    return mean_scale * torch.sin(0.7 * torch.arange(D, dtype=torch.float64))
 
 
 def spectrum_gaussian(
@@ -384,8 +388,7 @@ def spectrum_gaussian(
     D = int(math.prod(event_shape))
     var = torch.logspace(math.log10(min_var), math.log10(max_var), D, dtype=torch.float64)
     var = var[torch.randperm(D, generator=torch.Generator().manual_seed(seed))]
-    mean = mean_scale * torch.sin(0.7 * torch.arange(D, dtype=torch.float64))
-    return Gaussian(mean, var, event_shape=event_shape)
+    return Gaussian(_sine_mean(D, mean_scale), var, event_shape=event_shape)
 
 
 def correlated_gaussian(
