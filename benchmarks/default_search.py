@@ -7,7 +7,9 @@ the search behind the rows of ``BUDGET_DEFAULTS`` (docs/fast_samplers.md, "Where
 
 For every setting (each with each stop) and for the default, our error over the best peer's
 error on each problem (below 1: ours is more accurate) and the worst of them, best first; the
-problems, errors and peers are those of ``benchmarks/peers.py``.
+problems, errors and peers are those of ``benchmarks/peers.py``. For scale, the same for each
+peer setting against the best of the *other* peer settings: what one fixed peer setting gives
+against the per-problem best of the rest (``--peer-rows`` of them, best first).
 
 ``--quality N`` adds, for each ``--workdir``, a check of what the ranking means for the
 samples: ``N`` samples of each setting, of the default and of the problem's best peer from the
@@ -42,6 +44,16 @@ PROBLEMS = {
 
 def settings_with_stops(settings: List[str], stops: List[str]) -> List[str]:
     return [s + ("," if ":" in s else ":") + f"stop_noise={stop}" for s in settings for stop in stops]
+
+
+def peer_ratios_against_the_rest(errors: Dict[str, float]) -> Dict[str, float]:
+    """Each peer setting's error (``errors[name]``, on one problem at one budget) over the
+    smallest error of the other settings."""
+    ranked = sorted(errors.items(), key=lambda item: item[1])
+    if len(ranked) < 2:
+        return {}
+    (first, e1), (_, e2) = ranked[0], ranked[1]
+    return {name: error / (e2 if name == first else e1) for name, error in errors.items()}
 
 
 def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -90,6 +102,8 @@ def main(argv=None) -> int:
     parser.add_argument("--stops", default="eps,0.02,0.03,0.045,0.08",
                         help="sigma / alpha values to stop at, each tried with every setting ('eps': no stop)")
     parser.add_argument("--quality", type=int, default=0, metavar="N", help="the sample-quality check, N samples")
+    parser.add_argument("--peer-rows", type=int, default=5, metavar="K",
+                        help="the K best fixed peer settings against the rest of the peers (0: none)")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -102,6 +116,7 @@ def main(argv=None) -> int:
 
     problems = [PROBLEMS[p]() for p in names] + [peers.network_problem(w) for w in args.workdir]
     ratios: Dict[str, List[float]] = {name: [] for name in ours}
+    peer_ratios: Dict[str, List[float]] = {}
     best_peers = []
     for problem in problems:
         runners, notes = peers.peer_runners(problem.sde)
@@ -110,6 +125,8 @@ def main(argv=None) -> int:
         theirs = peers.evaluate(runners, problem, [args.nfe])
         best_error, best_name = min((row[args.nfe], name) for name, row in theirs.items())
         best_peers.append((problem.name, best_name, best_error, runners[best_name]))
+        for name, error in peer_ratios_against_the_rest({name: row[args.nfe] for name, row in theirs.items()}).items():
+            peer_ratios.setdefault(name, []).append(error)
         for name, row in peers.evaluate(ours, problem, [args.nfe]).items():
             ratios[name].append(row[args.nfe] / best_error)
 
@@ -118,6 +135,13 @@ def main(argv=None) -> int:
     print("| --- |" + " ---: |" * (len(problems) + 1))
     for name, row in sorted(ratios.items(), key=lambda item: max(item[1])):
         print(f"| {name} | " + " | ".join(f"{r:.2f}" for r in row) + f" | {max(row):.2f} |")
+    if args.peer_rows:
+        print(f"\n### Each peer setting's error over the best of the other peer settings at {args.nfe} NFE\n")
+        print("| peer setting | " + " | ".join(p.name for p in problems) + " | worst |")
+        print("| --- |" + " ---: |" * (len(problems) + 1))
+        complete = {name: row for name, row in peer_ratios.items() if len(row) == len(problems)}
+        for name, row in sorted(complete.items(), key=lambda item: max(item[1]))[:args.peer_rows]:
+            print(f"| {name} | " + " | ".join(f"{r:.2f}" for r in row) + f" | {max(row):.2f} |")
     print("\n| problem | best peer | its error |\n| --- | --- | ---: |")
     for problem_name, peer_name, error, _ in best_peers:
         print(f"| {problem_name} | {peer_name} | {error:.4g} |")

@@ -121,7 +121,16 @@ def test_default_search_ranks_settings_against_the_best_peer(load_benchmark, cap
                                           "| ipndm:order=3,skip_type=logSNR,stop_noise=eps", "| the default"]
     worst = [float(r[-1].strip(" |")) for r in rows]
     assert worst == sorted(worst) and all(w > 0 for w in worst)
+    assert "each peer setting's error over the best of the other peer settings at 5 nfe" in out.lower()
     # the default's ratio is its error over the best peer's, as in peers.compare
     row = peers.compare(_problem(peers, batch=8), [5], log=lambda line: None)[0]
     default = next(float(r[1]) for r in rows if r[0] == "| the default")
     assert default == pytest.approx(row["scoresde default"] / row["best peer error"], abs=0.006)
+
+
+def test_each_peer_setting_is_measured_against_the_best_of_the_others(load_benchmark):
+    search = load_benchmark("default_search")
+    ratios = search.peer_ratios_against_the_rest({"a": 1.0, "b": 2.0, "c": 4.0})
+    # the best one against the second best (it is never compared with itself), the rest against the best
+    assert ratios == {"a": 0.5, "b": 2.0, "c": 4.0}
+    assert search.peer_ratios_against_the_rest({"a": 1.0}) == {}
