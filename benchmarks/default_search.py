@@ -22,7 +22,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import torch
 
@@ -54,6 +54,17 @@ def peer_ratios_against_the_rest(errors: Dict[str, float]) -> Dict[str, float]:
         return {}
     (first, e1), (_, e2) = ranked[0], ranked[1]
     return {name: error / (e2 if name == first else e1) for name, error in errors.items()}
+
+
+def print_ratios(title: str, first: str, columns: List[str], ratios: Dict[str, List[float]],
+                 rows: Optional[int] = None) -> None:
+    """A markdown table of ``ratios[name]`` (one per column) and their worst, best first
+    (the first ``rows`` of them)."""
+    print(f"\n### {title}\n")
+    print(f"| {first} | " + " | ".join(columns) + " | worst |")
+    print("| --- |" + " ---: |" * (len(columns) + 1))
+    for name, row in sorted(ratios.items(), key=lambda item: max(item[1]))[:rows]:
+        print(f"| {name} | " + " | ".join(f"{r:.2f}" for r in row) + f" | {max(row):.2f} |")
 
 
 def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -122,26 +133,21 @@ def main(argv=None) -> int:
         runners, notes = peers.peer_runners(problem.sde)
         if not runners:
             parser.error("; ".join(notes))
-        theirs = peers.evaluate(runners, problem, [args.nfe])
-        best_error, best_name = min((row[args.nfe], name) for name, row in theirs.items())
+        theirs = {name: row[args.nfe] for name, row in peers.evaluate(runners, problem, [args.nfe]).items()}
+        best_error, best_name = min((error, name) for name, error in theirs.items())
         best_peers.append((problem.name, best_name, best_error, runners[best_name]))
-        for name, error in peer_ratios_against_the_rest({name: row[args.nfe] for name, row in theirs.items()}).items():
-            peer_ratios.setdefault(name, []).append(error)
+        for name, ratio in peer_ratios_against_the_rest(theirs).items():
+            peer_ratios.setdefault(name, []).append(ratio)
         for name, row in peers.evaluate(ours, problem, [args.nfe]).items():
             ratios[name].append(row[args.nfe] / best_error)
 
-    print(f"\n### Our error over the best peer's at {args.nfe} NFE (below 1: ours is more accurate)\n")
-    print("| setting | " + " | ".join(p.name for p in problems) + " | worst |")
-    print("| --- |" + " ---: |" * (len(problems) + 1))
-    for name, row in sorted(ratios.items(), key=lambda item: max(item[1])):
-        print(f"| {name} | " + " | ".join(f"{r:.2f}" for r in row) + f" | {max(row):.2f} |")
+    columns = [p.name for p in problems]
+    print_ratios(f"Our error over the best peer's at {args.nfe} NFE (below 1: ours is more accurate)",
+                 "setting", columns, ratios)
     if args.peer_rows:
-        print(f"\n### Each peer setting's error over the best of the other peer settings at {args.nfe} NFE\n")
-        print("| peer setting | " + " | ".join(p.name for p in problems) + " | worst |")
-        print("| --- |" + " ---: |" * (len(problems) + 1))
         complete = {name: row for name, row in peer_ratios.items() if len(row) == len(problems)}
-        for name, row in sorted(complete.items(), key=lambda item: max(item[1]))[:args.peer_rows]:
-            print(f"| {name} | " + " | ".join(f"{r:.2f}" for r in row) + f" | {max(row):.2f} |")
+        print_ratios(f"Each peer setting's error over the best of the other peer settings at {args.nfe} NFE",
+                     "peer setting", columns, complete, args.peer_rows)
     print("\n| problem | best peer | its error |\n| --- | --- | ---: |")
     for problem_name, peer_name, error, _ in best_peers:
         print(f"| {problem_name} | {peer_name} | {error:.4g} |")
